@@ -1,0 +1,551 @@
+# %% [markdown] role="prose" grade_id="title"
+# # 01 · What PyTorch is, and why its graphs are dynamic
+#
+# PyTorch is three things working together: **tensors** (arrays that know their shape, type and
+# device), **automatic differentiation** (gradients computed for you by recording what you do),
+# and **plain Python** to glue them. There is no separate language for models: a model is a
+# Python function, and the gradient machinery watches it run.
+#
+# **By the end of this notebook you will be able to:**
+# - say what "define-by-run" means and why it lets ordinary `if` and `while` steer a model;
+# - predict which tensors PyTorch tracks, and where gradients end up;
+# - walk the recorded graph through `grad_fn.next_functions` and measure it;
+# - explain why a graph cannot be reused after `backward()`, and compute derivatives safely;
+# - write device-agnostic code: pick the device once, and keep data where the model lives.
+#
+# **How this notebook works.** Cells marked `# YOUR CODE HERE` are yours: replace the
+# `raise NotImplementedError(...)` line with your answer. The test cells after each exercise
+# are locked. Some run visible checks you can see; others contain *hidden tests* that run when
+# your notebook is graded (or when you run `course check` on it). Each exercise has hints you
+# can open one at a time: try without them first.
+
+# %% role="locked" grade_id="setup"
+import torch
+from torch import nn
+
+from torchcourse import checks
+
+torch.manual_seed(0)
+print("PyTorch", torch.__version__)
+
+# %% [markdown] role="prose" grade_id="md-tracking"
+# ## 1 · Tensors that remember where they came from
+#
+# A tensor created with `requires_grad=True` asks PyTorch to remember every operation applied
+# to it. Each result then carries a `grad_fn`: a node that knows which operation produced it
+# and how to push a gradient back through that operation. The tensors you created yourself and
+# asked gradients for are the **leaves** of this record; when you call `backward()` on a
+# scalar result, PyTorch walks the record backwards with the chain rule and *adds* each leaf's
+# gradient into its `.grad`.
+#
+# Two consequences worth holding on to:
+# - tracking spreads: anything computed from a tracked tensor is tracked too;
+# - only leaves that asked for gradients receive them. A constant that did not ask keeps
+#   `.grad` as `None`, and so does an intermediate result.
+#
+# ### Exercise 1 · Predict, then verify
+#
+# Read the cell below **without running it** and predict what PyTorch will report. Fill in
+# the dictionary `predictions` in the answer cell: a `bool`, a `float`, and either `None` or a
+# `float`. The hidden test runs the code and compares.
+#
+# ```python
+# a = torch.tensor(2.0, requires_grad=True)
+# b = torch.tensor(5.0)
+# c = a * b + a ** 2
+# c.backward()
+# ```
+#
+# <details><summary>Hint 1</summary>
+#
+# Does `c` depend on a tensor that requires grad? Then what is `c.requires_grad`?
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Differentiate `a·b + a²` with respect to `a` by hand, then put in `a = 2`, `b = 5`. For
+# `b.grad`: did `b` ask for a gradient?
+# </details>
+
+# %% role="answer" grade_id="predictions"
+predictions = {
+    "c.requires_grad": None,   # True or False?
+    "a.grad": None,            # a float: the value PyTorch puts in a.grad
+    "b.grad": None,            # None, or a float?
+}
+### BEGIN SOLUTION
+predictions = {
+    "c.requires_grad": True,
+    "a.grad": 9.0,
+    "b.grad": None,
+}
+### END SOLUTION
+
+# %% role="test" grade_id="test-predictions" points=3
+# Hidden tests compare your predictions with what PyTorch does.
+checks.expect(isinstance(predictions, dict) and set(predictions) == {"c.requires_grad", "a.grad", "b.grad"},
+              "predictions should be a dict with exactly the keys 'c.requires_grad', 'a.grad' and 'b.grad'.")
+### BEGIN HIDDEN TESTS
+_a = torch.tensor(2.0, requires_grad=True)
+_b = torch.tensor(5.0)
+_c = _a * _b + _a ** 2
+_c.backward()
+checks.expect(predictions["c.requires_grad"] is _c.requires_grad,
+              "Your prediction for c.requires_grad is not what PyTorch does. Tracking spreads: a "
+              "result computed from any tensor that requires grad also requires grad.")
+checks.expect_close(predictions["a.grad"], _a.grad.item(), "Your prediction for a.grad",
+                    why="Apply the chain rule to a*b + a**2 with respect to a, then substitute the "
+                        "values (see Hint 2).")
+checks.expect(predictions["b.grad"] is None,
+              "Your prediction for b.grad is not what PyTorch reports. Only leaves created with "
+              "requires_grad=True receive a .grad; for any other tensor it stays None (not 0).")
+### END HIDDEN TESTS
+
+# %% [markdown] role="prose" grade_id="md-define-by-run"
+# ## 2 · Define-by-run: the graph is recorded while your code runs
+#
+# Older frameworks were **graph-first**: you described the whole computation as a graph, the
+# framework compiled it, and only then did data flow through. Control flow had to be expressed
+# with special graph operations, because the graph existed before any number did.
+#
+# PyTorch is **define-by-run**. There is no graph until your Python code executes; each tensor
+# operation appends a node as it happens, and the next forward pass records a brand-new graph.
+# So an ordinary `if` or `while` that looks at a tensor's *value* simply decides which
+# operations get recorded this time. Two inputs can produce two differently shaped graphs from
+# the same function, and autograd differentiates whichever path actually ran.
+#
+# ### Exercise 2 · A function whose graph depends on its input
+#
+# Write `grow(x)` for a 0-d float tensor `x` (non-zero) that may require grad:
+# 1. while `|x| < 1`, replace `x` by `2 * x`;
+# 2. return the square of the result.
+#
+# If the loop doubled `k` times, then `grow(x) = (2^k · x)^2 = 4^k · x²`. Then write
+# `grow_grad(x)` **by hand**: given a Python float `x`, return the derivative of `grow` at
+# `x` as a float, without autograd (you will need `k` again). Autograd and your hand-derived
+# gradient must agree.
+#
+# <details><summary>Hint 1</summary>
+#
+# A 0-d tensor can sit in a `while` condition: `while x.abs() < 1:` works. Inside the loop,
+# make a *new* tensor with `x = x * 2`; `x *= 2` would modify a leaf that requires grad in
+# place, which PyTorch refuses.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# For `grow_grad`, count the doublings with the same loop on plain floats, then differentiate
+# `4^k · x²` with respect to `x`, treating `k` as a constant (it does not change for small
+# changes of `x`).
+# </details>
+
+# %% role="answer" grade_id="grow"
+def grow(x):
+    """Double x while |x| < 1, then return the square of the result."""
+    ### BEGIN SOLUTION
+    while x.abs() < 1:
+        x = x * 2
+    return x ** 2
+    ### END SOLUTION
+
+
+def grow_grad(x):
+    """The derivative of grow at the float x, derived by hand (no autograd)."""
+    ### BEGIN SOLUTION
+    k = 0
+    while abs(x) * 2 ** k < 1:
+        k += 1
+    return 2 * 4 ** k * x
+    ### END SOLUTION
+
+
+# %% role="test" grade_id="test-grow-sanity" points=1
+_x = torch.tensor(0.3, requires_grad=True)
+_y = grow(_x)
+checks.expect_tensor(_y, "grow(torch.tensor(0.3, requires_grad=True))", shape=(), requires_grad=True,
+                     why="grow should return a 0-d tensor that is still connected to x's graph.")
+checks.expect(type(grow_grad(0.3)) is float, "grow_grad(0.3) should return a Python float.")
+print("grow looks right so far:", round(_y.item(), 4))
+
+
+# %% role="test" grade_id="test-grow" points=3
+# Hidden tests compare autograd's gradient of your grow with the exact derivative.
+### BEGIN HIDDEN TESTS
+def _exact(x):
+    k = 0
+    while abs(x) * 2 ** k < 1:
+        k += 1
+    return (4 ** k) * x * x, 2 * (4 ** k) * x
+
+for _v in [0.3, -0.05, 1.5, 0.5, -2.0, 0.125, 0.9999]:
+    _x = torch.tensor(_v, dtype=torch.float64, requires_grad=True)
+    _y = grow(_x)
+    checks.expect_tensor(_y, f"grow({_v})", shape=(), requires_grad=True)
+    _value, _slope = _exact(_v)
+    checks.expect_close(_y, torch.tensor(_value, dtype=torch.float64), f"grow({_v})", rtol=1e-9, atol=1e-12,
+                        why="Keep doubling while |x| < 1 (strictly), then square what the loop produced.")
+    _y.backward()
+    checks.expect_close(_x.grad, torch.tensor(_slope, dtype=torch.float64), f"the gradient of grow at {_v}",
+                        rtol=1e-9, atol=1e-12,
+                        why="Every doubling must be recorded as a tensor operation (x = x * 2) so "
+                            "autograd can follow the path your loop took.")
+### END HIDDEN TESTS
+
+# %% role="test" grade_id="test-grow-grad" points=2
+# Hidden tests compare your hand-derived grow_grad with the exact derivative.
+### BEGIN HIDDEN TESTS
+def _exact(x):
+    k = 0
+    while abs(x) * 2 ** k < 1:
+        k += 1
+    return (4 ** k) * x * x, 2 * (4 ** k) * x
+
+for _v in [0.3, -0.05, 1.5, 0.5, -2.0, 0.125]:
+    checks.expect_close(grow_grad(_v), _exact(_v)[1], f"grow_grad({_v})", rtol=1e-9, atol=1e-12,
+                        why="Differentiate 4**k * x**2 with respect to x, with k counted by the same "
+                            "loop as in grow: k does not change for small changes of x (see Hint 2).")
+### END HIDDEN TESTS
+
+# %% [markdown] role="prose" grade_id="md-graph"
+# ## 3 · Looking at the recorded graph
+#
+# Every non-leaf result points at the node that made it: `y.grad_fn`. Each node lists its
+# inputs' nodes in `next_functions`, a tuple of `(node, index)` pairs, where `node` is `None`
+# for an input that needs no gradient. A leaf that requires grad appears as an
+# `AccumulateGrad` node: the place where a gradient finally gets added into `.grad`.
+#
+# ```python
+# x = torch.tensor(3.0, requires_grad=True)
+# y = x * 2
+# y.grad_fn                   # <MulBackward0>
+# y.grad_fn.next_functions    # ((<AccumulateGrad>, 0), (None, 0))
+# ```
+#
+# ### Exercise 3 · Measure a graph
+#
+# Write `graph_depth(t)`: the number of nodes on the **longest** chain from `t.grad_fn` down
+# to the end of the graph, counting `t.grad_fn` itself and the `AccumulateGrad` node at the
+# bottom. A tensor without a `grad_fn` has depth 0. In the example above, `y` has depth 2.
+#
+# Then choose two numbers, `shallow_x` and `deep_x`, such that `grow` builds a deeper graph
+# for `deep_x` than for `shallow_x`. That is define-by-run, shown by measurement.
+#
+# <details><summary>Hint 1</summary>
+#
+# Think recursively: the depth of a node is 1 plus the largest depth among the nodes in its
+# `next_functions` (a `None` there counts as 0).
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# A graph can branch (`a * b + c` has a node with two inputs). Following only the first input
+# gives the wrong answer when the deeper branch is the second one; counting every node gives
+# the wrong answer when the graph is wide.
+# </details>
+
+# %% role="answer" grade_id="graph-depth"
+def graph_depth(t):
+    """Number of nodes on the longest chain from t.grad_fn to the end of the graph."""
+    ### BEGIN SOLUTION
+    def depth(node):
+        if node is None:
+            return 0
+        return 1 + max((depth(child) for child, _ in node.next_functions), default=0)
+
+    return depth(t.grad_fn)
+    ### END SOLUTION
+
+
+# %% role="answer" grade_id="depth-inputs"
+# Two non-zero numbers: grow should record a deeper graph for deep_x than for shallow_x.
+### BEGIN SOLUTION
+shallow_x = 5.0
+deep_x = 0.01
+### END SOLUTION
+
+# %% role="test" grade_id="test-graph-depth-sanity" points=1
+_x = torch.tensor(3.0, requires_grad=True)
+checks.expect(graph_depth(_x * 2) == 2, "graph_depth(x * 2) should be 2: MulBackward0, then AccumulateGrad.")
+checks.expect(graph_depth(_x) == 0, "A leaf has no grad_fn, so its depth is 0.")
+print("graph_depth passes the visible examples")
+
+# %% role="test" grade_id="test-graph-depth" points=2
+# Hidden tests measure graphs that branch, and graphs whose deep branch is not the first input.
+### BEGIN HIDDEN TESTS
+_a = torch.tensor(1.5, requires_grad=True)
+_b = torch.tensor(-0.5, requires_grad=True)
+_cases = {
+    "a constant (no grad)": torch.tensor(2.0) * 3,
+    "a * b + a": _a * _b + _a,
+    "b + (a * 2).exp().sin()": _b + (_a * 2).exp().sin(),
+    "(a * 2).exp().sin() + b": (_a * 2).exp().sin() + _b,
+    "a wide sum of 8 terms": sum(_a * i for i in range(1, 9)),
+    "a value doubled 7 times, then squared": _a,
+}
+for _ in range(7):
+    _cases["a value doubled 7 times, then squared"] = _cases["a value doubled 7 times, then squared"] * 2
+_cases["a value doubled 7 times, then squared"] = _cases["a value doubled 7 times, then squared"] ** 2
+for _name, _t in _cases.items():
+    _got, _want = graph_depth(_t), checks.graph_depth(_t)
+    checks.expect(type(_got) is int, f"graph_depth should return an int (for {_name}).")
+    checks.expect(_got == _want,
+                  f"graph_depth gives {_got} for {_name}, which is not the length of the longest "
+                  "chain of nodes. Take the maximum over every input in next_functions, recursively, "
+                  "and count each node on the chain once.")
+### END HIDDEN TESTS
+
+# %% role="test" grade_id="test-depth-inputs" points=1
+# Hidden test: your two inputs make grow record graphs of different depth.
+### BEGIN HIDDEN TESTS
+checks.expect(type(shallow_x) in (int, float) and type(deep_x) in (int, float) and shallow_x != 0 and deep_x != 0,
+              "shallow_x and deep_x should be non-zero numbers.")
+_ds = checks.graph_depth(grow(torch.tensor(float(shallow_x), requires_grad=True)))
+_dd = checks.graph_depth(grow(torch.tensor(float(deep_x), requires_grad=True)))
+checks.expect(_dd > _ds,
+              "grow records the same depth (or less) for deep_x as for shallow_x. The loop runs once "
+              "per doubling, so an input with a smaller magnitude is doubled more times and records "
+              "more nodes.")
+### END HIDDEN TESTS
+
+# %% [markdown] role="prose" grade_id="md-backward"
+# ## 4 · A graph is used up by `backward()`
+#
+# To compute gradients, many nodes keep ("save") tensors from the forward pass: `x * x` saves
+# `x`, `sin(x)` saves `x` to compute `cos(x)` later. When `backward()` finishes, PyTorch frees
+# those saved tensors: the graph has done its job. Calling `backward()` through it again is an
+# error, not a second gradient. This is the flip side of define-by-run: you never *keep* a
+# graph, you record a fresh one by running the forward computation again.
+#
+# Gradients also **accumulate**: `backward()` adds into `.grad` rather than overwriting it.
+# That is deliberate (it lets several backward passes contribute to one update) but it means
+# a leaf reused across computations carries the sum of all their gradients.
+#
+# ### Exercise 4 · Fix a broken snippet
+#
+# `derivative_at_broken` below should return the derivative `f'(x)` at each value of the 1-D
+# tensor `xs`. It records the graph once and tries to reuse it for every point. Run its cell
+# and read the error. Then write the fixed version, `derivative_at(f, xs)`, in the answer cell:
+# each point gets a graph of its own and a gradient of its own; the result is a float tensor of
+# the same length as `xs`, on the same device; and `xs` itself is left unchanged.
+#
+# <details><summary>Hint 1</summary>
+#
+# Inside the loop, make a fresh leaf for the current value (for example
+# `x = value.detach().clone().requires_grad_(True)`) and run `f(x)` on it. A new forward
+# records a new graph.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# A fresh leaf per point also means a fresh, empty `.grad`, so gradients cannot pile up from
+# one point to the next. Collect the gradients and `torch.stack` them.
+# </details>
+
+# %% role="locked" grade_id="derivative-broken"
+def derivative_at_broken(f, xs):
+    """The broken version: it records the graph once and reuses it for every point."""
+    x = torch.zeros((), requires_grad=True)
+    y = f(x)                       # the graph is recorded once, here...
+    grads = []
+    for value in xs:
+        with torch.no_grad():
+            x.copy_(value)         # ...then x is moved and the same graph reused
+        y.backward()
+        grads.append(x.grad.item())
+    return torch.tensor(grads)
+
+
+try:
+    derivative_at_broken(lambda x: x ** 2, torch.tensor([1.0, 2.0, 3.0]))
+except RuntimeError as err:
+    print("derivative_at_broken failed:", str(err).splitlines()[0])
+
+
+# %% role="answer" grade_id="derivative-at"
+def derivative_at(f, xs):
+    """f'(x) for every x in the 1-D tensor xs, one graph per point."""
+    ### BEGIN SOLUTION
+    grads = []
+    for value in xs:
+        x = value.detach().clone().requires_grad_(True)
+        y = f(x)
+        y.backward()
+        grads.append(x.grad)
+    return torch.stack(grads).to(xs.device)
+    ### END SOLUTION
+
+
+# %% role="test" grade_id="test-derivative-sanity" points=1
+_xs = torch.tensor([1.0, 2.0, 3.0])
+_d = derivative_at(lambda x: x ** 2, _xs)
+checks.expect_tensor(_d, "derivative_at(lambda x: x ** 2, xs)", shape=(3,), dtype=torch.float32)
+checks.expect(not torch.allclose(_d, torch.tensor([2.0, 6.0, 12.0])),
+              "derivative_at(lambda x: x ** 2, [1, 2, 3]) returns running totals (2, 6, 12): gradients "
+              "accumulate into .grad across backward passes. Give each point a fresh leaf.")
+checks.expect_close(_d, torch.tensor([2.0, 4.0, 6.0]), "derivative_at(lambda x: x ** 2, [1, 2, 3])",
+                    why="The derivative of x**2 is 2*x, at each point on its own.")
+print("derivative_at works on x ** 2")
+
+
+# %% role="test" grade_id="test-derivative" points=3
+# Hidden tests: different functions, one whose graph changes with x, and xs left untouched.
+### BEGIN HIDDEN TESTS
+def _exact(x):
+    k = 0
+    while abs(x) * 2 ** k < 1:
+        k += 1
+    return (4 ** k) * x * x, 2 * (4 ** k) * x
+
+_xs = torch.tensor([0.3, -1.5, 2.0, 0.05], device=checks.DEVICE)
+_before = _xs.clone()
+_fns = {
+    "x ** 3": (lambda x: x ** 3, lambda v: 3 * v ** 2),
+    "sin(x) * x": (lambda x: torch.sin(x) * x, lambda v: torch.cos(v) * v + torch.sin(v)),
+    "grow": (grow, lambda v: torch.tensor([_exact(float(t))[1] for t in v.cpu()], device=v.device)),
+}
+for _name, (_f, _df) in _fns.items():
+    _d = derivative_at(_f, _xs)
+    checks.expect_tensor(_d, f"derivative_at({_name}, xs)", shape=(4,), dtype=torch.float32, device=_xs.device,
+                         why="Return a float tensor with one derivative per point, on the device of xs.")
+    _want = _df(_xs).to(torch.float32)
+    if torch.allclose(_d, torch.cumsum(_want, 0), rtol=1e-4, atol=1e-5) and not torch.allclose(_d, _want, rtol=1e-4, atol=1e-5):
+        checks.expect(False, f"derivative_at({_name}, xs) returns running totals of the derivatives: "
+                             "gradients accumulate into .grad across backward passes. Give each point "
+                             "a fresh leaf (or clear .grad) so it gets only its own gradient.")
+    checks.expect_close(_d, _want, f"derivative_at({_name}, xs)", rtol=1e-4, atol=1e-5,
+                        why="Each point needs its own forward pass: the graph is recorded while f runs, "
+                            "and for grow it has a different shape at each point.")
+checks.expect(torch.equal(_xs, _before) and not _xs.requires_grad,
+              "derivative_at changed xs (or made it require grad). Work on a detached copy of each value.")
+### END HIDDEN TESTS
+
+# %% [markdown] role="prose" grade_id="md-devices"
+# ## 5 · Devices: where tensors live
+#
+# Every tensor lives on a **device**: the CPU's memory, or a GPU's (`cuda`; `mps` on Apple
+# machines). An operation runs where its inputs are, and all its tensor inputs must be on the
+# same device. PyTorch does not move data for you, because copies between devices are slow
+# and it will not guess which copy you meant. A model's parameters are tensors too, so a model
+# and its inputs must share a device.
+#
+# The habit that saves you later: **decide the device once, in one place, and pass it along.**
+# Code that writes `"cuda"` inside a function crashes on every machine without a GPU (your
+# grader may be one of them), and code that silently creates tensors on the CPU breaks the
+# day the model moves to a GPU.
+#
+# ### Exercise 5 · `pick_device`
+#
+# Write `pick_device()` returning a `torch.device`: `cuda` when `torch.cuda.is_available()`,
+# otherwise `mps` when `torch.backends.mps.is_available()`, otherwise `cpu`.
+#
+# ### Exercise 6 · Keep data where it belongs
+#
+# - `make_batch(n, features, device)` returns an `(n, features)` float32 tensor of standard
+#   normal samples **created directly on** `device` (no detour through the CPU).
+# - `run_model(model, x)` returns `model(x)`, first moving `x` to the device of the model's
+#   parameters. Move the input, not the model: the caller decided where the model lives.
+#
+# <details><summary>Hint 1</summary>
+#
+# Most tensor constructors take a `device=` argument: `torch.randn(3, 4, device=device)`.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# A model has no `.device` attribute, but its parameters do: `next(model.parameters()).device`.
+# </details>
+
+# %% role="answer" grade_id="devices"
+def pick_device():
+    """cuda if available, else mps if available, else cpu, as a torch.device."""
+    ### BEGIN SOLUTION
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+    ### END SOLUTION
+
+
+def make_batch(n, features, device):
+    """An (n, features) float32 tensor of standard normal samples, created on device."""
+    ### BEGIN SOLUTION
+    return torch.randn(n, features, device=device)
+    ### END SOLUTION
+
+
+def run_model(model, x):
+    """model(x), with x moved to the device of the model's parameters."""
+    ### BEGIN SOLUTION
+    device = next(model.parameters()).device
+    return model(x.to(device))
+    ### END SOLUTION
+
+
+# %% role="test" grade_id="test-devices-sanity" points=1
+_dev = pick_device()
+checks.expect(type(_dev) is torch.device, "pick_device() should return a torch.device, not a string.")
+_batch = make_batch(4, 3, torch.device("cpu"))
+checks.expect_tensor(_batch, "make_batch(4, 3, cpu)", shape=(4, 3), dtype=torch.float32, device="cpu")
+_out = run_model(nn.Linear(3, 2), _batch)
+checks.expect_tensor(_out, "run_model(nn.Linear(3, 2), batch)", shape=(4, 2))
+print("This machine would use:", _dev)
+
+# %% role="test" grade_id="test-pick-device" points=2
+# Hidden tests pretend to be machines with and without GPUs.
+### BEGIN HIDDEN TESTS
+from unittest import mock as _mock
+
+for _cuda, _mps, _want in [(False, False, "cpu"), (True, False, "cuda"), (False, True, "mps"), (True, True, "cuda")]:
+    with _mock.patch.object(torch.cuda, "is_available", lambda: _cuda), \
+         _mock.patch.object(torch.backends.mps, "is_available", lambda: _mps):
+        _got = pick_device()
+    checks.expect(type(_got) is torch.device,
+                  "pick_device() should return a torch.device (torch.device('cpu')), not a string.")
+    _machine = "a machine with " + ("CUDA" if _cuda else "no CUDA") + (" and MPS" if _mps else "")
+    if _got.type == "cuda" and not _cuda:
+        checks.expect(False, f"On {_machine}, pick_device() returned cuda. Never hard-code \"cuda\": "
+                             "ask torch.cuda.is_available() and fall back, or the code crashes on "
+                             "every machine without a GPU.")
+    checks.expect(_got.type == _want,
+                  f"On {_machine}, pick_device() returned {_got.type}. Check CUDA first, then MPS, "
+                  "and fall back to the CPU.")
+### END HIDDEN TESTS
+
+# %% role="test" grade_id="test-devices" points=2
+# Hidden tests use the "meta" device (shapes without data) to see which device your code uses.
+### BEGIN HIDDEN TESTS
+_meta = torch.device("meta")
+_b, _touched = checks.devices_touched(make_batch, 5, 7, _meta)
+checks.expect_tensor(_b, "make_batch(5, 7, meta)", shape=(5, 7), dtype=torch.float32, device="meta",
+                     why="make_batch must create the tensor on the device it is given: ignoring the "
+                         "argument breaks the day the data should live on a GPU.")
+checks.expect(_touched == {"meta"},
+              "make_batch(5, 7, meta) first created data on the CPU and then moved it. Pass device= to "
+              "the constructor, so the data is created where it will be used, without a copy.")
+_model = nn.Linear(7, 2, device=_meta)
+_out = run_model(_model, torch.randn(5, 7))
+checks.expect(next(_model.parameters()).device.type == "meta",
+              "run_model moved the model. Move the input to the model's device instead: the caller "
+              "chose where the model lives, and moving a large model on every call is slow.")
+checks.expect_tensor(_out, "run_model(model on meta, x on cpu)", shape=(5, 2), device="meta",
+                     why="The input must be moved to the device of the model's parameters before the "
+                         "forward pass: a model and its inputs must share a device.")
+_model = nn.Linear(7, 2).to(checks.DEVICE)
+_x = torch.randn(5, 7)
+checks.expect_close(run_model(_model, _x), _model(_x.to(checks.DEVICE)), "run_model(model, x)",
+                    why="run_model should return exactly model(x) once x is on the model's device.")
+### END HIDDEN TESTS
+
+# %% [markdown] role="prose" grade_id="md-summary"
+# ## What you have seen
+#
+# - PyTorch records operations while your code runs; the record is a graph of `grad_fn` nodes,
+#   rebuilt on every forward pass, so Python control flow shapes it.
+# - `backward()` walks that graph once, adds gradients into the leaves' `.grad`, and frees
+#   what it saved. A new derivative needs a new forward pass.
+# - Devices are explicit: choose one in one place, create data there, and move inputs to where
+#   the model lives.
+#
+# Next, in **02 · Tensors**, you will look inside the tensor itself: shapes, dtypes, strides
+# and the memory that views share.

@@ -1,0 +1,3 @@
+"""The PyTorch course: its `course` command, build and grading pipeline, and `checks` helpers."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,175 @@
+"""An assignment as the grader sees it, and the repair of a submission against it.
+
+The source notebook is the truth: test cells (with their hidden tests) and locked cells come
+from it, answer cells from the student. `restore` rebuilds the notebook a submission should
+have been, which goes further than nbgrader's OverwriteCells: test cells that were edited,
+deleted, moved, duplicated or renamed are all put back exactly as the source has them, in the
+source's order; cells the student added stay where they were (after the same cell); a deleted
+answer cell comes back as its stub. Every repair is recorded.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import nbformat
+from nbformat import NotebookNode
+
+from .config import Course, CourseError
+from .notebooks import NotebookError, grade_id, points, read_notebook, role
+
+
+class InvalidSubmission(Exception):
+    """The submission cannot be graded as this assignment; the message says why."""
+
+
+@dataclasses.dataclass
+class Assignment:
+    id: str
+    source: NotebookNode                 # solutions and hidden tests
+    release: NotebookNode                # what students got
+    files: dict[str, bytes]              # data files shipped beside the notebook
+    other_ids: dict[str, set[str]]       # grade ids of the course's other assignments
+
+    def __post_init__(self) -> None:
+        self.by_id = {grade_id(c): c for c in self.source.cells if grade_id(c)}
+        self.release_by_id = {grade_id(c): c for c in self.release.cells if grade_id(c)}
+        self.tests = [grade_id(c) for c in self.source.cells if role(c) == "test"]
+        self.answers = [grade_id(c) for c in self.source.cells if role(c) == "answer"]
+        self.max_points = {gid: points(self.by_id[gid]) for gid in self.tests}
+        self.total = sum(self.max_points.values())
+        # Which answer cells each test depends on: those since the previous group of tests.
+        self.answers_for: dict[str, list[str]] = {}
+        group: list[str] = []
+        last_was_test = False
+        for cell in self.source.cells:
+            r = role(cell)
+            if r == "answer":
+                if last_was_test:
+                    group = []
+                group.append(grade_id(cell))
+                last_was_test = False
+            elif r == "test":
+                self.answers_for[grade_id(cell)] = list(group)
+                last_was_test = True
+
+    @classmethod
+    def load(cls, course: Course, aid: str) -> "Assignment":
+        course.check_assignment(aid)
+        try:
+            source = read_notebook(course.source_notebook(aid))
+        except NotebookError as err:
+            raise CourseError(str(err)) from None
+        release_path = course.path("release", aid, f"{aid}.ipynb")
+        if not release_path.is_file():
+            raise CourseError(f"{aid} has no release at {release_path.relative_to(course.root)}: run `course build {aid}`")
+        release = read_notebook(release_path)
+        if {grade_id(c) for c in release.cells} - {None} != {grade_id(c) for c in source.cells} - {None}:
+            raise CourseError(f"release/{aid} is out of date with source/{aid}: run `course build {aid}`")
+        files = {}
+        folder = course.path("release", aid)
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.suffix != ".ipynb" and ".ipynb_checkpoints" not in path.parts:
+                files[str(path.relative_to(folder))] = path.read_bytes()
+        others = {}
+        for other in course.assignments:
+            p = course.source_notebook(other)
+            if other != aid and p.is_file():
+                try:
+                    others[other] = {grade_id(c) for c in read_notebook(p).cells if role(c) in ("answer", "test")}
+                except NotebookError:
+                    pass
+        return cls(id=aid, source=source, release=release, files=files, other_ids=others)
+
+
+@dataclasses.dataclass
+class Restored:
+    notebook: NotebookNode
+    repairs: list[str]
+
+
+def _free_cell(cell: NotebookNode) -> NotebookNode:
+    """A student-added cell: no nbgrader metadata (it is never graded), no outputs."""
+    new = copy.deepcopy(cell)
+    new.metadata = {k: v for k, v in new.get("metadata", {}).items() if k not in ("nbgrader", "deletable", "editable")}
+    if new.cell_type == "code":
+        new.outputs, new.execution_count = [], None
+    return new
+
+
+def restore(assignment: Assignment, submitted: NotebookNode) -> Restored:
+    """The notebook to grade: the source's cells, the student's answers and added cells."""
+    mine = {gid for gid in assignment.by_id}
+    theirs = [grade_id(c) for c in submitted.cells if grade_id(c)]
+    shared = set(theirs) & set(assignment.answers + assignment.tests)
+    if not shared:
+        for other, ids in assignment.other_ids.items():
+            if set(theirs) & ids:
+                raise InvalidSubmission(f"this is a notebook of assignment {other}, not {assignment.id}")
+        raise InvalidSubmission(f"the notebook has none of the answer or test cells of {assignment.id} "
+                                "(was it replaced by a different notebook?)")
+    for other, ids in assignment.other_ids.items():
+        if len(set(theirs) & ids) > len(shared):
+            raise InvalidSubmission(f"this is a notebook of assignment {other}, not {assignment.id}")
+
+    repairs: list[str] = []
+    answers: dict[str, NotebookNode] = {}
+    seen: set[str] = set()
+    extras: dict[str | None, list[NotebookNode]] = {None: []}
+    anchor: str | None = None
+    order: list[str] = []
+    for cell in submitted.cells:
+        gid = grade_id(cell)
+        if gid in mine and gid not in seen:
+            seen.add(gid)
+            order.append(gid)
+            anchor = gid
+            extras.setdefault(gid, [])
+            src_cell = assignment.by_id[gid]
+            if role(src_cell) == "answer":
+                if cell.cell_type != src_cell.cell_type:
+                    repairs.append(f"answer cell {gid} was turned into a {cell.cell_type} cell; it was graded as its stub")
+                else:
+                    answers[gid] = cell
+            elif role(src_cell) == "test":
+                release_src = assignment.release_by_id[gid].source
+                if cell.get("source", "") != release_src or cell.cell_type != "code":
+                    repairs.append(f"test cell {gid} was edited; the original was restored")
+            elif cell.get("source", "") != assignment.release_by_id[gid].source:
+                repairs.append(f"locked cell {gid} was edited; the original was restored")
+            continue
+        if gid in mine:
+            repairs.append(f"cell {gid} appeared more than once; only the first counts as that cell")
+        elif gid is not None:
+            repairs.append(f"cell id {gid} is not part of {assignment.id} (a renamed cell?); it ran as an added cell")
+        extras.setdefault(anchor, []).append(_free_cell(cell))
+
+    missing_tests = [g for g in assignment.tests if g not in seen]
+    if missing_tests:
+        repairs.append(f"test cell(s) {', '.join(missing_tests)} were deleted; they were restored")
+    expected_order = [gid for gid in assignment.by_id if gid in seen]
+    if order != expected_order:
+        repairs.append("cells were moved; the source's order was restored")
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = copy.deepcopy(assignment.source.metadata)
+    nb.cells.extend(extras[None])
+    for src_cell in assignment.source.cells:
+        gid = grade_id(src_cell)
+        if gid is None:
+            continue  # a free cell of the source: the student's copy, if kept, is among the extras
+        if role(src_cell) == "answer":
+            if gid in answers:
+                new = copy.deepcopy(src_cell)
+                new.source = answers[gid].get("source", "")
+            else:
+                if gid not in seen:
+                    repairs.append(f"answer cell {gid} was deleted; its stub was put back")
+                new = copy.deepcopy(assignment.release_by_id[gid])
+        else:
+            new = copy.deepcopy(src_cell)
+        if new.cell_type == "code":
+            new.outputs, new.execution_count = [], None
+        nb.cells.append(new)
+        if gid is not None:
+            nb.cells.extend(extras.get(gid, []))
+    return Restored(notebook=nb, repairs=repairs)

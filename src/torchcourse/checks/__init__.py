@@ -1,0 +1,61 @@
+"""Helpers that the course's test cells import, and that students may use too.
+
+Every helper raises `CheckFailure` (an AssertionError) with a message that says what went
+wrong and, through the `why=` text the test author passes, which concept it breaks and how to
+fix it. Nothing here knows an expected answer: expected values live in the test cells.
+
+The helpers keep their own references to the torch functions they rely on (taken when this
+module is first imported), so a submission that rebinds `torch.allclose` does not change
+what they compute.
+"""
+from __future__ import annotations
+
+from .core import (
+    DEVICE,
+    CheckFailure,
+    describe,
+    device,
+    expect,
+    expect_close,
+    expect_equal,
+    expect_raises,
+    expect_tensor,
+    seeded,
+)
+from .explain import explain
+from .behaviour import (
+    TorchCallCounter,
+    TrainingSpy,
+    changed_state,
+    count_torch_calls,
+    devices_touched,
+    expect_gradcheck,
+    graph_depth,
+    graph_nodes,
+    module_state,
+    same_storage,
+)
+
+__all__ = [
+    "DEVICE",
+    "CheckFailure",
+    "TorchCallCounter",
+    "TrainingSpy",
+    "changed_state",
+    "count_torch_calls",
+    "describe",
+    "devices_touched",
+    "device",
+    "expect",
+    "expect_close",
+    "expect_equal",
+    "expect_gradcheck",
+    "expect_raises",
+    "expect_tensor",
+    "explain",
+    "graph_depth",
+    "graph_nodes",
+    "module_state",
+    "same_storage",
+    "seeded",
+]

@@ -1,0 +1,265 @@
+"""The `course` command: one subcommand per job, each with --help."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .config import CourseError, load_course
+
+DESCRIPTION = """\
+Build, grade and check the PyTorch course. Run it from the course root (the folder with
+course_config.py), or set COURSE_ROOT."""
+
+
+def _assignments(course, ids: list[str], need_source: bool = True) -> list[str]:
+    return [course.check_assignment(a, need_source) for a in (ids or course.assignments)]
+
+
+def cmd_build(args) -> int:
+    from .build import build
+
+    course = load_course()
+    written = build(course, _assignments(course, args.assignments), verbose=args.verbose)
+    for path in written:
+        print(f"built {path.relative_to(course.root)}")
+    return 0
+
+
+def cmd_twin(args) -> int:
+    from .build import twin_path
+    from .notebooks import notebook_to_twin, read_notebook, twin_to_notebook, write_notebook
+
+    course = load_course()
+    for aid in _assignments(course, args.assignments, need_source=not args.from_twin):
+        nb_path, twin = course.source_notebook(aid), twin_path(course, aid)
+        if args.from_twin:
+            if not twin.is_file():
+                raise CourseError(f"{twin.relative_to(course.root)} does not exist")
+            write_notebook(twin_to_notebook(twin.read_text(), str(twin)), nb_path)
+            print(f"wrote {nb_path.relative_to(course.root)} from its twin")
+        else:
+            text = notebook_to_twin(read_notebook(nb_path))
+            tmp = twin.with_name(twin.name + ".tmp")
+            tmp.write_text(text)
+            tmp.replace(twin)
+            print(f"wrote {twin.relative_to(course.root)} from the notebook")
+    return 0
+
+
+MARKS = {"pass": "✓", "fail": "✗", "error": "✗", "not_attempted": "·", "not_run": "-", "flagged": "!"}
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def _color(text: str, code: str, stream=sys.stdout) -> str:
+    return f"\033[{code}m{text}\033[0m" if stream.isatty() and not os.environ.get("NO_COLOR") else text
+
+
+def _ensure_built(course, aid: str) -> None:
+    """Grading needs the assignment in the gradebook; say so rather than fail deep inside."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    from .build import quiet_nbgrader
+
+    with quiet_nbgrader(), Gradebook(course.db_url, course.course_id) as gb:
+        try:
+            gb.find_assignment(aid)
+        except MissingEntry:
+            raise CourseError(f"the gradebook has no assignment {aid}: run `course build {aid}` first") from None
+
+
+def _identify(course, nb_path: Path, explicit: str | None) -> str:
+    """Which assignment a notebook belongs to: --assignment, its file name, or its cells."""
+    from .notebooks import NotebookError, grade_id, read_notebook
+
+    if explicit:
+        return course.check_assignment(explicit)
+    if nb_path.stem in course.assignments:
+        return course.check_assignment(nb_path.stem)
+    try:
+        ids = {grade_id(c) for c in read_notebook(nb_path).cells} - {None}
+    except NotebookError as err:
+        raise CourseError(str(err)) from None
+    best, overlap = None, 0
+    for aid in course.assignments:
+        src = course.source_notebook(aid)
+        if src.is_file():
+            n = len(ids & {grade_id(c) for c in read_notebook(src).cells})
+            if n > overlap:
+                best, overlap = aid, n
+    if best is None:
+        raise CourseError(f"{nb_path} does not look like any assignment of this course; pass --assignment ID")
+    return best
+
+
+def cmd_check(args) -> int:
+    import dataclasses
+
+    from .assignment import Assignment
+    from .config import load_profile
+    from .grading import grade_notebook, hidden_paths
+
+    course = load_course()
+    nb_path = Path(args.notebook)
+    if not nb_path.is_file():
+        raise CourseError(f"{nb_path}: no such notebook")
+    aid = _identify(course, nb_path, args.assignment)
+    assignment = Assignment.load(course, aid)
+    profile = load_profile(course, args.profile)
+    if args.profile is None:
+        profile = dataclasses.replace(profile, sandbox="best-effort")  # self-learners may not be root
+    print(f"{aid}: checking {nb_path} against all its tests, hidden ones included")
+    graded = grade_notebook(assignment, nb_path.read_bytes(), "self", profile, hide=hidden_paths(course))
+    record = graded.record
+    width = max((len(g) for g in record.cells), default=10)
+    for gid, cell in record.cells.items():
+        mark = MARKS.get(cell.status, "?")
+        line = f"  {mark} {gid:<{width}}  {_fmt(cell.points):>3}/{_fmt(cell.max_points):<3}"
+        colored = _color(line, "32" if cell.status == "pass" else "31" if cell.status in ("fail", "error", "flagged") else "33")
+        print(colored + (f"  {cell.message}" if cell.message else ""))
+    if record.status != "graded":
+        print(f"status: {record.status}" + (f" ({record.reason})" if record.reason else ""))
+    for item in record.flags:
+        print(f"flag: {item}")
+    for item in record.repairs:
+        print(f"note: {item}")
+    print(f"score: {_fmt(record.score)} / {_fmt(record.max_score)}")
+    if record.score < record.max_score:
+        solution = course.path("solutions", aid, f"{aid}.ipynb")
+        print(f"Stuck? Each exercise has hints (the 'Hint' blocks under it). The solution is in "
+              f"{solution.relative_to(course.root) if solution.is_file() else 'solutions/'}.")
+    return 0 if record.score == record.max_score and record.max_score > 0 else 1
+
+
+def cmd_grade(args) -> int:
+    from .assignment import Assignment
+    from .config import load_profile
+    from .grading import default_workers, discover, grade_batch
+
+    course = load_course()
+    aid = course.check_assignment(args.assignment)
+    profile = load_profile(course, args.profile)
+    check_device(profile)
+    folder = Path(args.submissions) if args.submissions else course.path("submitted")
+    submissions = discover(folder, aid)
+    assignment = Assignment.load(course, aid)
+    _ensure_built(course, aid)
+    if not submissions:
+        raise CourseError(f"no submissions of {aid} in {folder} (expected {folder}/<student>/{aid}/{aid}.ipynb)")
+    workers = args.workers or default_workers(profile)
+    if workers < 1:
+        raise CourseError("--workers must be at least 1")
+    print(f"grading {len(submissions)} submission(s) of {aid} with profile {profile.name}, {workers} worker(s)")
+    records = grade_batch(course, assignment, submissions, profile, workers=workers,
+                          hide_extra=[folder.resolve()], on_done=None)
+    for r in records:
+        extra = f"  ({r.reason})" if r.status != "graded" and r.reason else ""
+        print(f"  {r.student:<20} {_fmt(r.score):>5} / {_fmt(r.max_score):<5} {r.status}{extra}")
+    return 0
+
+
+def cmd_mistakes(args) -> int:
+    from .assignment import Assignment
+    from .config import load_profile
+    from .grading import default_workers
+    from .mistakes import run, unproven
+
+    course = load_course()
+    aid = course.check_assignment(args.assignment)
+    assignment = Assignment.load(course, aid)
+    profile = load_profile(course, args.profile)
+    workers = args.workers or default_workers(profile)
+    outcomes = run(course, assignment, profile, workers, names=args.only)
+    for o in outcomes:
+        mark = _color("caught", "32") if o.caught else _color("MISSED", "31")
+        print(f"  {mark}  {o.mistake.name}")
+        if not o.caught or args.verbose:
+            print(f"          {o.detail}")
+    caught = sum(o.caught for o in outcomes)
+    if not args.only:
+        loose = unproven(assignment, outcomes)
+        if loose:
+            print(f"unproven tests (no entry makes them fail): {', '.join(loose)}")
+    print(f"caught: {caught} / {len(outcomes)}")
+    return 0 if caught == len(outcomes) else 1
+
+
+def check_device(profile) -> None:
+    """The gpu profile needs a GPU: say so clearly instead of failing in every test."""
+    if profile.device == "cuda":
+        import subprocess
+        code = ("import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)")
+        if subprocess.run([sys.executable, "-c", code]).returncode != 0:
+            raise CourseError(f"profile {profile.name} runs tests on CUDA, but this machine has no usable "
+                              "GPU (torch.cuda.is_available() is False); use --profile cpu")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="course", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("build", help="generate release/ and solutions/ from source/ (nbgrader)",
+                       description="Generate the student release and the solutions of each assignment "
+                                   "from source/ with nbgrader, and record them in the gradebook. "
+                                   "Running it twice changes nothing.")
+    p.add_argument("assignments", nargs="*", metavar="ID", help="assignment ids (default: all)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show nbgrader's log")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("twin", help="sync a source notebook with its text twin (<id>.pct.py)",
+                       description="Write source/<id>/<id>.pct.py (jupytext percent format) from the "
+                                   "notebook, or the notebook from the twin with --from-twin.")
+    p.add_argument("assignments", nargs="*", metavar="ID", help="assignment ids (default: all)")
+    p.add_argument("--from-twin", action="store_true", help="write the .ipynb from the .pct.py")
+    p.set_defaults(func=cmd_twin)
+
+    p = sub.add_parser("grade", help="grade submissions into autograded/ and the gradebook",
+                       description="Grade every submission laid out as DIR/<student>/<ID>/<ID>.ipynb, "
+                                   "each in its own sandboxed process, into autograded/ and the gradebook.")
+    p.add_argument("assignment", metavar="ID")
+    p.add_argument("--submissions", metavar="DIR", help="folder of submissions (default: submitted/)")
+    p.add_argument("--workers", type=int, metavar="N", help="parallel submissions (default: what cores and memory allow)")
+    p.add_argument("--profile", metavar="NAME", help="grader profile in graders/ (default: the course's)")
+    p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("check", help="check one notebook against all its tests (for self-learners)",
+                       description="Grade one notebook against its assignment's full tests, hidden ones "
+                                   "included, and print one line per graded cell. Exit status 0 only "
+                                   "for full marks. Test code is never shown.")
+    p.add_argument("notebook", metavar="NOTEBOOK")
+    p.add_argument("--assignment", metavar="ID", help="which assignment (default: from the notebook)")
+    p.add_argument("--profile", metavar="NAME", help="grader profile (default: the course's, sandbox best-effort)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("mistakes", help="prove the tests against the assignment's catalogue of wrong answers",
+                       description="Grade every entry of mistakes/<ID>.yaml (each a solution with one "
+                                   "answer cell made wrong) and report it as caught or missed. Exit "
+                                   "status 0 only when all are caught.")
+    p.add_argument("assignment", metavar="ID")
+    p.add_argument("--only", action="append", metavar="NAME", help="run only the named entry (repeatable)")
+    p.add_argument("--workers", type=int, metavar="N", help="parallel runs (default: what cores and memory allow)")
+    p.add_argument("--profile", metavar="NAME", help="grader profile in graders/")
+    p.add_argument("-v", "--verbose", action="store_true", help="say which tests lost points for each entry")
+    p.set_defaults(func=cmd_mistakes)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CourseError as err:
+        print(f"course {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"course {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

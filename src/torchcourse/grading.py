@@ -1,0 +1,395 @@
+"""`course grade`: grade a folder of submissions into autograded/, the gradebook and records.
+
+Submissions run in parallel (runner.py), each in its own sandboxed process; results come back
+to this process, which alone writes the gradebook, one submission at a time, so no write is
+lost or interleaved. Scores go into nbgrader's own gradebook tables (so formgrader, manual
+grading and `nbgrader export` keep working); what nbgrader has no place for (the status of a
+submission, why it stopped, its flags, each test's message) goes into one extra table,
+`course_records`, in the same database.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import copy
+import dataclasses
+import datetime
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Callable, Iterable
+
+import psutil
+from nbformat import NotebookNode
+
+from .assignment import Assignment, InvalidSubmission, restore
+from .config import Course, CourseError, Profile
+from .notebooks import NotebookError, grade_id, parse_notebook, role, write_notebook
+from .runner import Cell, RunResult, run_cells
+
+STATUSES = ("graded", "flagged", "timed_out", "out_of_memory", "crashed", "invalid")
+
+
+@dataclasses.dataclass
+class Submission:
+    student: str
+    path: Path
+
+
+@dataclasses.dataclass
+class CellScore:
+    points: float
+    max_points: float
+    status: str          # pass | fail | error | not_attempted | not_run | flagged
+    message: str = ""
+
+
+@dataclasses.dataclass
+class Record:
+    assignment: str
+    student: str
+    status: str
+    reason: str = ""
+    flags: list[str] = dataclasses.field(default_factory=list)
+    repairs: list[str] = dataclasses.field(default_factory=list)
+    cells: dict[str, CellScore] = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    sandbox: str = ""
+
+    @property
+    def score(self) -> float:
+        return sum(c.points for c in self.cells.values())
+
+    @property
+    def max_score(self) -> float:
+        return sum(c.max_points for c in self.cells.values())
+
+    def to_json(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["score"], data["max_score"] = self.score, self.max_score
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Record":
+        data = dict(data)
+        data.pop("score", None)
+        data.pop("max_score", None)
+        data["cells"] = {k: CellScore(**v) for k, v in data.get("cells", {}).items()}
+        return cls(**data)
+
+
+# --- finding submissions --------------------------------------------------------------------
+
+def discover(folder: Path, aid: str) -> list[Submission]:
+    """Submissions laid out as <folder>/<student>/<aid>/<aid>.ipynb, sorted by student."""
+    if not folder.is_dir():
+        raise CourseError(f"submissions folder {folder} does not exist")
+    subs = []
+    for student_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        nb = student_dir / aid / f"{aid}.ipynb"
+        if nb.is_file():
+            subs.append(Submission(student=student_dir.name, path=nb))
+    return subs
+
+
+# --- scoring one run ------------------------------------------------------------------------
+
+def _not_run(assignment: Assignment, gid: str, reason: str) -> CellScore:
+    return CellScore(0.0, assignment.max_points[gid], "not_run", f"Not run: {reason}.")
+
+
+def score(assignment: Assignment, nb: NotebookNode, cells: list[Cell], run: RunResult) -> tuple[dict[str, CellScore], list[str]]:
+    """Points per test cell, and the flags that explain any tampering."""
+    flags: list[str] = []
+    tamper_from: int | None = None
+    for index, what in run.audit:
+        flags.append(f"used {what}")
+        tamper_from = index if tamper_from is None else min(tamper_from, index)
+    for index in sorted(run.results):
+        res = run.results[index]
+        if res.tampered:
+            flags.extend(f"{t} (found at test {grade_id(nb.cells[index])})" for t in res.tampered)
+            tamper_from = index if tamper_from is None else min(tamper_from, index)
+            break
+    for problem in run.protocol_errors:
+        flags.append(f"the grading channel received {problem}")
+        tamper_from = run.stopped_at if tamper_from is None else tamper_from
+    untouched = {grade_id(c) for c in nb.cells if role(c) == "answer"
+                 and c.source == assignment.release_by_id[grade_id(c)].source}
+    scores: dict[str, CellScore] = {}
+    for cell in cells:
+        if cell.kind != "test":
+            continue
+        gid, max_points = cell.label, assignment.max_points[cell.label]
+        res = run.results.get(cell.index)
+        if res is None:
+            scores[gid] = _not_run(assignment, gid, run.reason or "grading stopped before this cell")
+            continue
+        verdict = res.verdict or {}
+        status, message = verdict.get("status", "error"), str(verdict.get("message", ""))
+        if tamper_from is not None and cell.index >= tamper_from:
+            scores[gid] = CellScore(0.0, max_points, "flagged",
+                                    "Did not count: the submission changed what the tests rely on "
+                                    "(see the flags); an instructor will review it.")
+            continue
+        needed = assignment.answers_for.get(gid, [])
+        if status in ("fail", "error") and needed and all(a in untouched for a in needed):
+            # e.g. a template dict above the stub: the test fails, but nothing was attempted
+            status = "not_attempted"
+            cells = (f"the answer cell {needed[0]} is" if len(needed) == 1 else
+                     f"the answer cells {', '.join(needed)} are")
+            message = (f"Not attempted: {cells} still the stub. Replace the line that raises "
+                       "NotImplementedError with your answer.")
+        scores[gid] = CellScore(max_points if status == "pass" else 0.0, max_points, status, message)
+    return scores, flags
+
+
+def _status(run: RunResult, flags: list[str]) -> str:
+    if flags:
+        return "flagged"
+    return {"timed_out": "timed_out", "out_of_memory": "out_of_memory", "crashed": "crashed",
+            "exited": "crashed", "sandbox": "crashed"}.get(run.stopped or "", "graded")
+
+
+def to_cells(nb: NotebookNode) -> list[Cell]:
+    cells, added = [], 0
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        r = role(cell)
+        if r is None:
+            added += 1
+            cells.append(Cell(index, "free", f"added-{added}", cell.source))
+        else:
+            cells.append(Cell(index, r, grade_id(cell), cell.source))
+    return cells
+
+
+def fill_outputs(nb: NotebookNode, run: RunResult, scores: dict[str, CellScore]) -> None:
+    """Put outputs and verdicts into the notebook, nbgrader style (an error output per failed
+    test), for the instructor's copy in autograded/."""
+    count = 0
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        res = run.results.get(index)
+        if res is None:
+            continue
+        count += 1
+        cell.execution_count = count
+        outputs = copy.deepcopy(res.outputs)
+        if res.error:
+            outputs.append({"output_type": "error", "ename": res.error.get("ename", "Error"),
+                            "evalue": res.error.get("evalue", ""),
+                            "traceback": [str(t) for t in res.error.get("traceback", [])]})
+        gid = grade_id(cell)
+        if gid in scores and scores[gid].status != "pass":
+            s = scores[gid]
+            detail = (res.verdict or {}).get("detail")
+            outputs.append({"output_type": "error", "ename": s.status, "evalue": s.message,
+                            "traceback": [s.message] + ([detail] if detail else [])})
+        for o in outputs:
+            if o.get("output_type") == "execute_result":
+                o["execution_count"] = count
+        cell.outputs = [_node(o) for o in outputs]
+
+
+def _node(output: dict) -> NotebookNode:
+    from nbformat import from_dict
+    return from_dict(output)
+
+
+@dataclasses.dataclass
+class Graded:
+    record: Record
+    notebook: NotebookNode | None
+
+
+def grade_notebook(assignment: Assignment, raw: bytes | NotebookNode, student: str, profile: Profile,
+                   *, hide: list[str], slot: int = 0) -> Graded:
+    """Grade one notebook (raw JSON bytes or a parsed notebook). Never raises for student faults."""
+    try:
+        submitted = raw if isinstance(raw, NotebookNode) else parse_notebook(raw, "the submission")
+        restored = restore(assignment, submitted)
+    except (NotebookError, InvalidSubmission) as err:
+        record = Record(assignment.id, student, "invalid", reason=str(err),
+                        cells={gid: CellScore(0.0, assignment.max_points[gid], "not_run", f"Not run: {err}.")
+                               for gid in assignment.tests})
+        return Graded(record, None)
+    nb = restored.notebook
+    cells = to_cells(nb)
+    run = run_cells(cells, profile, hide=hide, slot=slot, files=assignment.files)
+    scores, flags = score(assignment, nb, cells, run)
+    record = Record(assignment.id, student, _status(run, flags), reason=run.reason, flags=flags,
+                    repairs=restored.repairs, cells=scores, seconds=round(run.seconds, 3),
+                    peak_rss_mb=round(run.peak_rss_mb, 1), sandbox=run.sandbox)
+    if record.status == "flagged" and not record.reason:
+        record.reason = "the submission changed what the tests rely on; tests from that point scored zero"
+    fill_outputs(nb, run, scores)
+    return Graded(record, nb)
+
+
+# --- the gradebook ----------------------------------------------------------------------------
+
+class Gradebook:
+    """nbgrader's gradebook plus our records table, written from one thread only."""
+
+    def __init__(self, course: Course) -> None:
+        import sqlalchemy as sa
+
+        self.course = course
+        self.engine = sa.create_engine(course.db_url)
+        self.meta = sa.MetaData()
+        self.records = sa.Table(
+            "course_records", self.meta,
+            sa.Column("assignment", sa.String(128), primary_key=True),
+            sa.Column("student", sa.String(128), primary_key=True),
+            sa.Column("status", sa.String(32), nullable=False),
+            sa.Column("data", sa.Text, nullable=False),
+            sa.Column("graded_at", sa.String(40), nullable=False),
+        )
+        self.meta.create_all(self.engine)
+
+    def write(self, record: Record, timestamp: str | None = None) -> None:
+        import sqlalchemy as sa
+        from nbgrader.api import Gradebook as NbGradebook
+
+        from .build import quiet_nbgrader
+
+        with quiet_nbgrader(), NbGradebook(self.course.db_url, self.course.course_id) as gb:
+            gb.update_or_create_student(record.student)
+            kwargs = {"timestamp": timestamp} if timestamp else {}
+            gb.update_or_create_submission(record.assignment, record.student, **kwargs)
+            for gid, cell in record.cells.items():
+                grade = gb.find_grade(gid, record.assignment, record.assignment, record.student)
+                grade.auto_score = cell.points
+                grade.needs_manual_grade = False
+            gb.db.commit()
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(self.records).where(self.records.c.assignment == record.assignment,
+                                                       self.records.c.student == record.student))
+            conn.execute(sa.insert(self.records).values(
+                assignment=record.assignment, student=record.student, status=record.status,
+                data=json.dumps(record.to_json(), sort_keys=True),
+                graded_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")))
+
+    def load(self, assignment: str | None = None) -> list[Record]:
+        import sqlalchemy as sa
+
+        query = sa.select(self.records.c.data).order_by(self.records.c.assignment, self.records.c.student)
+        if assignment:
+            query = query.where(self.records.c.assignment == assignment)
+        with self.engine.connect() as conn:
+            return [Record.from_json(json.loads(row[0])) for row in conn.execute(query)]
+
+    def scores(self, assignment: str, student: str) -> dict[str, float] | None:
+        """Current points per cell from nbgrader's tables (manual overrides included)."""
+        from nbgrader.api import Gradebook as NbGradebook, MissingEntry
+
+        with NbGradebook(self.course.db_url, self.course.course_id) as gb:
+            try:
+                sub = gb.find_submission_notebook(assignment, assignment, student)
+            except MissingEntry:
+                return None
+            return {g.name: float(g.score or 0.0) for g in sub.grades}
+
+
+# --- a batch ----------------------------------------------------------------------------------
+
+def default_workers(profile: Profile) -> int:
+    """As many as cores allow, but never more than the memory the profile grants each."""
+    if profile.workers:
+        return profile.workers
+    cores = max(1, (os.cpu_count() or 1) // max(1, profile.threads_per_worker))
+    available_mb = psutil.virtual_memory().available / 1e6
+    by_memory = max(1, int((available_mb - 1024) // profile.memory_mb))
+    return max(1, min(cores, by_memory))
+
+
+def hidden_paths(course: Course, extra: Iterable[Path] = ()) -> list[str]:
+    """What a submission must not see: the course folder (source, solutions, gradebook, other
+    students, the grader's code and configuration), the grader's home, and more if asked."""
+    paths = {str(course.root), os.path.expanduser("~")}
+    db = course.db_url
+    if db.startswith("sqlite:///"):
+        paths.add(str(Path(db[len("sqlite:///"):]).resolve().parent))
+    paths.update(str(Path(p).resolve()) for p in extra)
+    return sorted(paths)
+
+
+def _timestamp(path: Path) -> str | None:
+    stamp = path.parent / "timestamp.txt"
+    if stamp.is_file():
+        text = stamp.read_text().strip()
+        return text or None
+    return None
+
+
+class SlotPool:
+    """Hands each concurrent run its own slot, hence its own sandbox uid."""
+
+    def __init__(self, n: int) -> None:
+        self.free = list(range(n))
+        self.lock = threading.Lock()
+
+    def acquire(self) -> int:
+        with self.lock:
+            return self.free.pop()
+
+    def release(self, slot: int) -> None:
+        with self.lock:
+            self.free.append(slot)
+
+
+def grade_batch(
+    course: Course,
+    assignment: Assignment,
+    submissions: list[Submission],
+    profile: Profile,
+    *,
+    workers: int,
+    hide_extra: Iterable[Path] = (),
+    on_done: Callable[[Record], None] | None = None,
+) -> list[Record]:
+    """Grade every submission; write autograded/, the gradebook and records as each finishes."""
+    gradebook = Gradebook(course)
+    hide = hidden_paths(course, hide_extra)
+    slots = SlotPool(workers)
+
+    def work(sub: Submission) -> Graded:
+        slot = slots.acquire()
+        try:
+            try:
+                raw = sub.path.read_bytes()
+            except OSError as err:
+                return Graded(Record(assignment.id, sub.student, "invalid", reason=f"cannot read the notebook: {err}",
+                                     cells={g: CellScore(0.0, assignment.max_points[g], "not_run", "Not run.")
+                                            for g in assignment.tests}), None)
+            return grade_notebook(assignment, raw, sub.student, profile, hide=hide, slot=slot)
+        finally:
+            slots.release(slot)
+
+    records: list[Record] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(work, sub): sub for sub in submissions}
+        for future in concurrent.futures.as_completed(futures):
+            sub = futures[future]
+            try:
+                graded = future.result()
+            except Exception as err:  # a grader bug must not stop the batch
+                graded = Graded(Record(assignment.id, sub.student, "crashed",
+                                       reason=f"internal grader error: {type(err).__name__}: {err}",
+                                       cells={g: CellScore(0.0, assignment.max_points[g], "not_run", "Not run.")
+                                              for g in assignment.tests}), None)
+            out_dir = course.path("autograded", sub.student, assignment.id)
+            if graded.notebook is not None:
+                write_notebook(graded.notebook, out_dir / f"{assignment.id}.ipynb")
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "grading.json").write_text(json.dumps(graded.record.to_json(), indent=1, sort_keys=True) + "\n")
+            gradebook.write(graded.record, _timestamp(sub.path))
+            records.append(graded.record)
+            if on_done:
+                on_done(graded.record)
+    records.sort(key=lambda r: r.student)
+    return records

@@ -1,0 +1,349 @@
+"""Run one submission's cells in a sandboxed executor, from the grader's side.
+
+Executors are forked from a fork server (zygote.py) that imported torch once (the
+"preload"), so each submission gets a fresh process, never reused across students, that starts
+in milliseconds instead of paying a new kernel and a new torch import.
+
+The grader sends one cell at a time and waits for its answer under two deadlines (the cell's
+and the notebook's) while watching the resident memory of every process the submission has.
+Whatever happens (a timeout, a crash, memory exhausted, sys.exit), the cells that finished keep
+their results and the run records why it stopped. Only length-framed JSON comes back from the
+child; nothing it sends is ever unpickled.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import select
+import socket
+import struct
+import time
+from typing import Any, Callable
+
+import psutil
+
+from .config import Profile
+from .sandbox import SandboxSpec, python_prefixes
+from .zygote import Zygote
+
+_FRAME = struct.Struct("!I")
+MAX_MESSAGE = 16 * 1024 * 1024
+POLL_S = 0.1
+
+_zygotes: dict[tuple[str, ...], Zygote] = {}
+_zygote_lock = __import__("threading").Lock()
+
+
+def fork_server(preload: list[str]) -> Zygote:
+    """The fork server for this preload list (started on first use, shared by all threads)."""
+    key = tuple(preload)
+    with _zygote_lock:
+        if key not in _zygotes or _zygotes[key].proc.poll() is not None:
+            _zygotes[key] = Zygote(list(preload))
+        return _zygotes[key]
+
+
+@dataclasses.dataclass
+class Cell:
+    """One cell to run: kind is answer | free | locked | test (markdown cells are not sent)."""
+    index: int
+    kind: str
+    label: str
+    source: str
+
+
+@dataclasses.dataclass
+class CellResult:
+    index: int
+    outputs: list[dict] = dataclasses.field(default_factory=list)
+    error: dict | None = None
+    verdict: dict | None = None
+    tampered: list[str] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclasses.dataclass
+class RunResult:
+    results: dict[int, CellResult]
+    stopped: str | None = None        # None, or timed_out | crashed | out_of_memory | exited | sandbox
+    reason: str = ""
+    stopped_at: int | None = None     # index of the cell that was running when it stopped
+    audit: list[tuple[int, str]] = dataclasses.field(default_factory=list)  # (cell index, what)
+    protocol_errors: list[str] = dataclasses.field(default_factory=list)
+    sandbox: str = ""
+    peak_rss_mb: float = 0.0
+    seconds: float = 0.0
+
+
+class ProtocolError(Exception):
+    pass
+
+
+class _Link:
+    """The grader's end of the channel: framed JSON with deadlines."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+
+    def send(self, message: dict) -> None:
+        data = json.dumps(message).encode()
+        self.sock.sendall(_FRAME.pack(len(data)) + data)
+
+    def poll_message(self, timeout: float) -> dict | None:
+        """A complete message if one arrives within `timeout`; None if not yet.
+        Raises EOFError when the child has gone, ProtocolError on malformed data."""
+        msg = self._take()
+        if msg is not None:
+            return msg
+        ready, _, _ = select.select([self.sock], [], [], timeout)
+        if not ready:
+            return None
+        try:
+            chunk = self.sock.recv(1 << 20)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            raise EOFError
+        self.buf += chunk
+        return self._take()
+
+    def _take(self) -> dict | None:
+        if len(self.buf) < _FRAME.size:
+            return None
+        (length,) = _FRAME.unpack(self.buf[:_FRAME.size])
+        if length > MAX_MESSAGE:
+            raise ProtocolError(f"a message of {length} bytes (over the {MAX_MESSAGE} limit)")
+        if len(self.buf) < _FRAME.size + length:
+            return None
+        data = self.buf[_FRAME.size:_FRAME.size + length]
+        self.buf = self.buf[_FRAME.size + length:]
+        try:
+            msg = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            raise ProtocolError("data that is not the grader's JSON") from None
+        if not isinstance(msg, dict):
+            raise ProtocolError("a message that is not a JSON object")
+        return msg
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    """Resident memory of the submission's processes. In a sandbox, `proc` only waits for the
+    submission (its child); counting it too would count torch's shared pages twice."""
+    total = 0
+    try:
+        procs = proc.children(recursive=True) or [proc]
+    except psutil.Error:
+        return 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def _kill_tree(pid: int) -> None:
+    try:
+        root = psutil.Process(pid)
+        procs = [*root.children(recursive=True), root]
+    except psutil.Error:
+        return
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+
+
+def sandbox_spec(profile: Profile, hide: list[str], slot: int) -> SandboxSpec:
+    return SandboxSpec(
+        mode=profile.sandbox, network=profile.network,
+        hide=[*hide, *profile.hide], keep=python_prefixes(),
+        uid=61000 + slot, memory_mb=profile.memory_mb,
+        limit_address_space=profile.device == "cpu",
+        max_processes=profile.max_processes, max_file_mb=profile.max_file_mb,
+        scratch_mb=profile.scratch_mb,
+        cpu_seconds=int(profile.notebook_timeout_s * max(1, profile.threads_per_worker) + 30),
+    )
+
+
+def child_env(profile: Profile) -> dict[str, str]:
+    import sys
+    env = {
+        "HOME": "/tmp", "TMPDIR": "/tmp", "USER": "student", "LOGNAME": "student",
+        "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8", "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/.config/matplotlib",
+        "XDG_CACHE_HOME": "/tmp/.cache", "TORCH_HOME": "/tmp/.cache/torch",
+        "PYTHONUNBUFFERED": "1", "COURSE_DEVICE": profile.device,
+        "OMP_NUM_THREADS": str(profile.threads_per_worker),
+        "NBGRADER_EXECUTION": "autograde",
+    }
+    for key in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    env.update(profile.env)
+    return env
+
+
+def run_cells(
+    cells: list[Cell],
+    profile: Profile,
+    *,
+    hide: list[str],
+    slot: int = 0,
+    files: dict[str, bytes] | None = None,
+    on_cell: Callable[[Cell, CellResult], None] | None = None,
+) -> RunResult:
+    """Run the cells in order in a fresh sandboxed executor; never raises for student faults."""
+    zygote = fork_server(profile.preload)
+    parent_sock, child_sock = socket.socketpair()
+    spec = dataclasses.asdict(sandbox_spec(profile, hide, slot))
+    limits = {"max_output_chars": profile.max_output_kb * 1024}
+    started = time.monotonic()
+    pid = zygote.fork(child_sock.fileno(), sandbox=spec, limits=limits, env=child_env(profile),
+                      files=files or {}, threads=profile.threads_per_worker)
+    child_sock.close()
+    link = _Link(parent_sock)
+    result = RunResult(results={})
+    watcher = None
+    try:
+        watcher = psutil.Process(pid)
+    except psutil.Error:
+        pass
+    notebook_deadline = started + profile.notebook_timeout_s
+    memory_limit = profile.memory_mb * 1024 * 1024
+    current: Cell | None = None
+
+    def wait_for(kind: str, deadline: float, why_late: str) -> dict:
+        """Wait for a message of `kind`, handling audit reports that arrive meanwhile."""
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                raise TimeoutError(why_late)
+            msg = link.poll_message(min(POLL_S, deadline - now))
+            if watcher is not None:
+                rss = _tree_rss(watcher)
+                result.peak_rss_mb = max(result.peak_rss_mb, rss / 1e6)
+                if rss > memory_limit:
+                    raise MemoryError(f"used more than {profile.memory_mb} MB of memory")
+            if msg is None:
+                continue
+            event = msg.get("event")
+            if event == "audit":
+                result.audit.append((current.index if current else -1, str(msg.get("what", "?"))))
+                continue
+            if event == "sandbox-failed":
+                raise _SandboxFailed(str(msg.get("reason", "unknown")))
+            if event != kind:
+                raise ProtocolError(f"an unexpected message ({str(event)[:40]!r})")
+            return msg
+
+    try:
+        ready = wait_for("ready", min(notebook_deadline, time.monotonic() + 60),
+                         "the sandbox did not start within 60 s")
+        result.sandbox = str(ready.get("sandbox", ""))
+        for cell in cells:
+            current = cell
+            link.send({"op": "run", "kind": cell.kind, "label": cell.label, "source": cell.source})
+            cell_deadline = min(time.monotonic() + profile.cell_timeout_s, notebook_deadline)
+            late = (f"cell {cell.label} ran longer than {profile.cell_timeout_s:g} s"
+                    if cell_deadline < notebook_deadline else
+                    f"the notebook ran longer than {profile.notebook_timeout_s:g} s (in cell {cell.label})")
+            msg = wait_for("done", cell_deadline, late)
+            res = _cell_result(cell, msg)
+            result.results[cell.index] = res
+            if on_cell:
+                on_cell(cell, res)
+            err = res.error or {}
+            verdict = res.verdict or {}
+            if err.get("exit") or verdict.get("exit"):
+                result.stopped, result.stopped_at = "exited", cell.index
+                result.reason = f"the notebook called sys.exit() in cell {cell.label}; later cells were not run"
+                break
+            if err.get("memory") or verdict.get("memory"):
+                result.stopped, result.stopped_at = "out_of_memory", cell.index
+                result.reason = f"cell {cell.label} ran out of memory ({profile.memory_mb} MB limit); later cells were not run"
+                break
+        current = None
+        try:
+            link.send({"op": "exit"})
+        except OSError:
+            pass
+    except TimeoutError as err:
+        result.stopped, result.stopped_at, result.reason = "timed_out", _index(current), str(err)
+    except MemoryError as err:
+        result.stopped, result.stopped_at = "out_of_memory", _index(current)
+        result.reason = f"the submission {err}" + (f" in cell {current.label}" if current else "")
+    except _SandboxFailed as err:
+        result.stopped, result.reason = "sandbox", f"the sandbox could not be set up: {err}"
+    except EOFError:
+        code = _exit_code(zygote, pid)
+        result.stopped, result.stopped_at = "crashed", _index(current)
+        where = f" in cell {current.label}" if current else " before its first cell"
+        how = _describe_exit(code)
+        if code == -9 or code == 137:
+            # A kernel OOM kill (or RLIMIT_CPU) looks like SIGKILL; say which is likely.
+            how += " (often memory exhaustion or the CPU-time limit)"
+        result.reason = f"the process running the notebook died{where}: {how}"
+    except ProtocolError as err:
+        result.stopped, result.stopped_at = "crashed", _index(current)
+        result.protocol_errors.append(str(err))
+        result.reason = f"the grading channel received {err}; grading stopped"
+    finally:
+        _kill_tree(pid)  # the sandbox's own processes die with it; this covers sandbox = "off"
+        parent_sock.close()
+        _exit_code(zygote, pid)  # reap it
+    result.seconds = time.monotonic() - started
+    return result
+
+
+class _SandboxFailed(Exception):
+    pass
+
+
+def _index(cell: Cell | None) -> int | None:
+    return cell.index if cell else None
+
+
+def _exit_code(zygote: Zygote, pid: int) -> int | None:
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        code = zygote.status(pid)
+        if code is not None:
+            return code
+        time.sleep(0.02)
+    return None
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "it stopped answering"
+    if code < 0:
+        import signal
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    if code >= 128:
+        import signal
+        try:
+            return f"killed by {signal.Signals(code - 128).name}"
+        except ValueError:
+            pass
+    return f"exit status {code} (os._exit or a fatal error)"
+
+
+def _cell_result(cell: Cell, msg: dict) -> CellResult:
+    def as_list(value: Any) -> list:
+        return value if isinstance(value, list) else []
+
+    outputs = [o for o in as_list(msg.get("outputs")) if isinstance(o, dict)]
+    error = msg.get("error") if isinstance(msg.get("error"), dict) else None
+    verdict = msg.get("verdict") if isinstance(msg.get("verdict"), dict) else None
+    if cell.kind == "test" and verdict is None:
+        verdict = {"status": "error", "message": "The grader got no verdict for this test."}
+    tampered = [str(t)[:300] for t in as_list(msg.get("tampered"))][:20]
+    return CellResult(index=cell.index, outputs=outputs, error=error, verdict=verdict,
+                      tampered=tampered, seconds=float(msg.get("seconds", 0) or 0))
