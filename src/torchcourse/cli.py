@@ -127,7 +127,7 @@ def cmd_check(args) -> int:
         print(f"flag: {item}")
     for item in record.repairs:
         print(f"note: {item}")
-    print(f"score: {_fmt(record.score)} / {_fmt(record.max_score)}")
+    print(f"score: {_fmt(record.score)} / {_fmt(record.max_score)}   (the notebook ran in {record.seconds:.1f} s)")
     if record.score < record.max_score:
         solution = course.path("solutions", aid, f"{aid}.ipynb")
         print(f"Stuck? Each exercise has hints (the 'Hint' blocks under it). The solution is in "

@@ -46,7 +46,9 @@ class Course:
 
     @property
     def db_url(self) -> str:
-        return str(self.config.CourseDirectory.get("db_url", f"sqlite:///{self.root / 'gradebook.db'}"))
+        """COURSE_DB_URL overrides the config (a scratch gradebook for tests or authoring)."""
+        return os.environ.get("COURSE_DB_URL") or str(
+            self.config.CourseDirectory.get("db_url", f"sqlite:///{self.root / 'gradebook.db'}"))
 
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)
@@ -67,6 +69,7 @@ class Course:
         """The config nbgrader's converters get: ours, with the course root filled in."""
         cfg = Config(self.config)
         cfg.CourseDirectory.root = str(self.root)
+        cfg.CourseDirectory.db_url = self.db_url
         return cfg
 
 

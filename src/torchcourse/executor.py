@@ -63,8 +63,7 @@ WATCHED_MODULES = [
     "torch", "torch.nn", "torch.nn.functional", "torch.nn.init", "torch.optim",
     "torch.autograd", "torch.autograd.grad_mode", "torch.testing", "torch.utils.data",
     "torch.random", "torch.overrides", "torch.linalg",
-    "torchcourse.checks", "torchcourse.checks.core", "torchcourse.checks.behaviour",
-    "torchcourse.checks.explain",
+    # and every torchcourse.checks module (added in Fingerprint)
 ]
 # Audit events that only code trying to get around the checks needs.
 SUSPICIOUS_EVENTS = {
@@ -197,7 +196,8 @@ class Fingerprint:
     (References, not ids: an id can be reused once its object is freed.)"""
 
     def __init__(self) -> None:
-        self.modules = {name: sys.modules[name] for name in WATCHED_MODULES if name in sys.modules}
+        names = WATCHED_MODULES + [n for n in sys.modules if n == "torchcourse.checks" or n.startswith("torchcourse.checks.")]
+        self.modules = {name: sys.modules[name] for name in names if name in sys.modules}
         self.attrs: dict[tuple[str, str], Any] = {}
         for name, module in self.modules.items():
             for key, value in list(vars(module).items()):
