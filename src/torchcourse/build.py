@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from pathlib import Path
 
 from .config import Course, CourseError, venv_bin
@@ -56,7 +57,11 @@ def quiet_nbgrader(verbose: bool = False):
     path = os.environ.get("PATH", "")
     os.environ["PATH"] = venv_bin() + os.pathsep + path  # nbgrader runs alembic from PATH
     try:
-        yield
+        with warnings.catch_warnings():
+            # nbgrader 0.9 trips SQLAlchemy 2's autoflush warnings on every new submission
+            warnings.filterwarnings("ignore", module="nbgrader")
+            warnings.filterwarnings("ignore", message=".*not in session.*")
+            yield
     finally:
         logger.setLevel(old)
         os.environ["PATH"] = path

@@ -188,6 +188,102 @@ def cmd_mistakes(args) -> int:
     return 0 if caught == len(outcomes) else 1
 
 
+def cmd_feedback(args) -> int:
+    from .assignment import Assignment
+    from .feedback import write_feedback
+    from .grading import Gradebook
+
+    course = load_course()
+    aid = course.check_assignment(args.assignment)
+    records = Gradebook(course).current(aid)
+    if not records:
+        raise CourseError(f"nothing graded for {aid} yet: run `course grade {aid}` first")
+    written = write_feedback(course, Assignment.load(course, aid), records)
+    print(f"wrote {len(written)} feedback page(s) under feedback/<student>/{aid}/")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import to_csv, to_json
+    from .grading import Gradebook
+
+    course = load_course()
+    aid = course.check_assignment(args.assignment, need_source=False) if args.assignment else None
+    records = Gradebook(course).current(aid)
+    if not records:
+        raise CourseError("nothing graded yet" + (f" for {aid}" if aid else "") + ": run `course grade` first")
+    text = to_csv(records) if args.format == "csv" else to_json(records)
+    if args.output:
+        out = Path(args.output)
+        if out.parent and not out.parent.is_dir():
+            raise CourseError(f"cannot write {out}: folder {out.parent} does not exist")
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out)
+        print(f"wrote {len(records)} row(s) to {out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    import time
+
+    from .assignment import Assignment
+    from .build import build
+    from .config import load_profile
+    from .demo import DEMO_ASSIGNMENT, demo_root, make_class, use_demo_gradebook
+    from .feedback import write_feedback
+    from .grading import default_workers, discover, grade_batch
+
+    started = time.monotonic()
+    course = load_course()
+    use_demo_gradebook(course)
+    root = demo_root(course)
+    print("1. building release/ and solutions/ for every assignment")
+    for path in build(course, list(course.assignments)):
+        print(f"   {path.relative_to(course.root)}")
+    assignment = Assignment.load(course, DEMO_ASSIGNMENT)
+    folder = root / "submitted"
+    students = make_class(course, assignment, folder)
+    print(f"2. a demo class of {len(students)} for {DEMO_ASSIGNMENT} in {folder.relative_to(course.root)}/")
+    profile = load_profile(course, None)
+    workers = default_workers(profile)
+    print(f"3. grading them (profile {profile.name}, {workers} workers, each in its own sandbox)")
+    records = grade_batch(course, assignment, discover(folder, DEMO_ASSIGNMENT), profile,
+                          workers=workers, hide_extra=[folder], output_root=root)
+    pages = write_feedback(course, assignment, records, output_root=root)
+    print(f"4. feedback: {len(pages)} pages under {(root / 'feedback').relative_to(course.root)}/<student>/")
+    print()
+    print_gradebook(records, students)
+    print(f"\ndemo finished in {time.monotonic() - started:.0f} s; its gradebook is {root.relative_to(course.root)}/gradebook.db")
+    return 0
+
+
+def print_gradebook(records, described: dict[str, str] | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="gradebook", title_justify="left")
+    table.add_column("student")
+    if described:
+        table.add_column("handed in")
+    table.add_column("score", justify="right")
+    table.add_column("status")
+    table.add_column("tests")
+    table.add_column("why")
+    for r in records:
+        marks = "".join(MARKS.get(c.status, "?") for c in r.cells.values())
+        why = r.reason or (r.flags[0] if r.flags else "")
+        row = [r.student] + ([described.get(r.student, "")] if described else [])
+        row += [f"{_fmt(r.score)}/{_fmt(r.max_score)}", r.status, marks, why[:90]]
+        table.add_row(*row)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # a log or a pipe: do not wrap at 80 columns
+    console.print(table)
+
+
 def check_device(profile) -> None:
     """The gpu profile needs a GPU: say so clearly instead of failing in every test."""
     if profile.device == "cuda":
@@ -245,6 +341,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", metavar="NAME", help="grader profile in graders/")
     p.add_argument("-v", "--verbose", action="store_true", help="say which tests lost points for each entry")
     p.set_defaults(func=cmd_mistakes)
+
+    p = sub.add_parser("feedback", help="write one HTML feedback page per student",
+                       description="Write feedback/<student>/<ID>/<ID>.html for every graded submission: "
+                                   "points and message per test, the submission's status, and the "
+                                   "student's own cells. Hidden test code never appears.")
+    p.add_argument("assignment", metavar="ID")
+    p.set_defaults(func=cmd_feedback)
+
+    p = sub.add_parser("export", help="export grades as CSV or JSON, one column per graded cell",
+                       description="One row per student and assignment, one column per graded cell.")
+    p.add_argument("assignment", metavar="ID", nargs="?", help="one assignment (default: all)")
+    p.add_argument("--format", choices=("csv", "json"), default="csv")
+    p.add_argument("--output", metavar="FILE", help="write here instead of standard output")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("demo", help="build, grade a small demo class, print the gradebook",
+                       description="Build every assignment, make a demo class for 01_introduction (a "
+                                   "solution, an untouched release, catalogued mistakes, a tampering "
+                                   "and a corrupt submission) under demo/, grade it, write feedback and "
+                                   "print the gradebook.")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

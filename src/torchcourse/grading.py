@@ -283,16 +283,26 @@ class Gradebook:
         with self.engine.connect() as conn:
             return [Record.from_json(json.loads(row[0])) for row in conn.execute(query)]
 
-    def scores(self, assignment: str, student: str) -> dict[str, float] | None:
-        """Current points per cell from nbgrader's tables (manual overrides included)."""
+    def current(self, assignment: str | None = None) -> list[Record]:
+        """Our records, with each cell's points taken from nbgrader's grades, so that a score
+        changed by hand in formgrader is what feedback and exports show."""
         from nbgrader.api import Gradebook as NbGradebook, MissingEntry
 
-        with NbGradebook(self.course.db_url, self.course.course_id) as gb:
-            try:
-                sub = gb.find_submission_notebook(assignment, assignment, student)
-            except MissingEntry:
-                return None
-            return {g.name: float(g.score or 0.0) for g in sub.grades}
+        from .build import quiet_nbgrader
+
+        records = self.load(assignment)
+        with quiet_nbgrader(), NbGradebook(self.course.db_url, self.course.course_id) as gb:
+            for record in records:
+                try:
+                    sub = gb.find_submission_notebook(record.assignment, record.assignment, record.student)
+                except MissingEntry:
+                    continue
+                for grade in sub.grades:
+                    cell = record.cells.get(grade.name)
+                    if cell is not None and grade.score is not None and float(grade.score) != cell.points:
+                        cell.points = float(grade.score)
+                        cell.message = (cell.message + " " if cell.message else "") + "(points set by an instructor)"
+        return records
 
 
 # --- a batch ----------------------------------------------------------------------------------
@@ -351,8 +361,10 @@ def grade_batch(
     workers: int,
     hide_extra: Iterable[Path] = (),
     on_done: Callable[[Record], None] | None = None,
+    output_root: Path | None = None,
 ) -> list[Record]:
     """Grade every submission; write autograded/, the gradebook and records as each finishes."""
+    output_root = output_root or course.root
     gradebook = Gradebook(course)
     hide = hidden_paths(course, hide_extra)
     slots = SlotPool(workers)
@@ -382,7 +394,7 @@ def grade_batch(
                                        reason=f"internal grader error: {type(err).__name__}: {err}",
                                        cells={g: CellScore(0.0, assignment.max_points[g], "not_run", "Not run.")
                                               for g in assignment.tests}), None)
-            out_dir = course.path("autograded", sub.student, assignment.id)
+            out_dir = output_root / "autograded" / sub.student / assignment.id
             if graded.notebook is not None:
                 write_notebook(graded.notebook, out_dir / f"{assignment.id}.ipynb")
             out_dir.mkdir(parents=True, exist_ok=True)
