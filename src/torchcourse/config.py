@@ -104,6 +104,7 @@ class Profile:
     max_output_kb: int = 256          # text kept per cell; the rest is cut
     max_file_mb: int = 64             # largest file the submission may write
     scratch_mb: int = 256             # size of its private /tmp
+    max_notebook_mb: int = 20         # a bigger submission file is refused as invalid
     sandbox: str = "required"         # required | best-effort | off
     network: bool = False
     preload: list[str] = dataclasses.field(default_factory=list)
@@ -116,7 +117,7 @@ class Profile:
         if self.device not in ("cpu", "cuda"):
             raise CourseError(f"profile {self.name}: device must be cpu or cuda")
         for field in ("cell_timeout_s", "notebook_timeout_s", "memory_mb", "max_processes",
-                      "max_output_kb", "max_file_mb", "scratch_mb", "threads_per_worker"):
+                      "max_output_kb", "max_file_mb", "scratch_mb", "threads_per_worker", "max_notebook_mb"):
             if not getattr(self, field) > 0:
                 raise CourseError(f"profile {self.name}: {field} must be positive")
         return self

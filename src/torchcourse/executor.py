@@ -20,6 +20,10 @@ What it does that a Jupyter kernel does not:
 """
 from __future__ import annotations
 
+from torchcourse import private_builtins
+
+private_builtins(globals())
+
 import ast
 import builtins
 import io
@@ -47,11 +51,28 @@ import torch.utils.data
 import torch._dynamo  # noqa: F401
 import torch.fx.experimental.symbolic_shapes  # noqa: F401
 
+
+def _hook_optimizer_classes() -> None:
+    """Do now what torch does the first time each of its optimiser classes is instantiated:
+    it wraps the class's `step` (for step hooks and the profiler) on the class itself
+    (Optimizer._patch_step_function). Done before the fingerprint, the first torch.optim.SGD
+    of a submission is not taken for a replaced SGD.step."""
+    base = torch.optim.Optimizer
+    for value in list(vars(torch.optim).values()):
+        if isinstance(value, type) and issubclass(value, base) and value is not base:
+            try:
+                base._patch_step_function(object.__new__(value))
+            except Exception:  # noqa: BLE001  (an optimiser class torch adds later may differ)
+                pass
+
+
+_hook_optimizer_classes()
+
 from . import checks
 from .checks.explain import explain
 from IPython.core.inputtransformer2 import TransformerManager
 from IPython.display import display
-from .sandbox import SandboxError, SandboxSpec, confine, isolate
+from .sandbox import SandboxError, SandboxSpec, confine, isolate, join_cgroups
 
 STUDENT_PREFIX = "<student "
 TEST_PREFIX = "<test "
@@ -66,6 +87,10 @@ WATCHED_MODULES = [
     # and every torchcourse.checks module (added in Fingerprint)
 ]
 # Audit events that only code trying to get around the checks needs.
+_PROXIES = ("/inspect.py", "/traceback.py", "/ctypes/__init__.py")
+# Attributes Python itself adds to classes as caches (copyreg stores __slotnames__ the first
+# time an object of the class is pickled, e.g. by torch.save): not tampering.
+_CACHES = frozenset({"__slotnames__"})
 SUSPICIOUS_EVENTS = {
     "sys._getframe": "frame introspection (sys._getframe)",
     "sys._current_frames": "frame introspection (sys._current_frames)",
@@ -96,9 +121,12 @@ class Channel:
         self.fd = fd
         self._write = os.write  # our own references (see the audit hook)
         self._read = os.read
+        # json.dumps/loads are Python wrappers that call isinstance; these go straight to C.
+        self._encode = json.JSONEncoder(default=str).iterencode
+        self._decode = json.JSONDecoder().decode
 
     def send(self, message: dict) -> None:
-        data = json.dumps(message, default=str).encode()
+        data = "".join(self._encode(message, _one_shot=True)).encode()
         payload = _FRAME.pack(len(data)) + data
         view = memoryview(payload)
         while view:
@@ -108,7 +136,7 @@ class Channel:
     def recv(self) -> dict:
         header = self._exact(_FRAME.size)
         (length,) = _FRAME.unpack(header)
-        return json.loads(self._exact(length))
+        return self._decode(self._exact(length).decode())
 
     def _exact(self, n: int) -> bytes:
         buf = b""
@@ -207,6 +235,7 @@ class Fingerprint:
             for key, value in list(vars(cls).items()):
                 self.attrs[(f"{cls.__module__}.{cls.__qualname__}", key)] = value
         self.class_by_name = {f"{c.__module__}.{c.__qualname__}": c for c in self.classes}
+        self.class_keys = {name: set(vars(c)) for name, c in self.class_by_name.items()}
         self.meta_path = list(sys.meta_path)
         self.path_hooks = list(sys.path_hooks)
         self.stacks = _stacks()
@@ -240,6 +269,11 @@ class Fingerprint:
                 found.append(f"{owner}.{key} was replaced")
             if len(found) > 20:
                 break
+        for name, keys in self.class_keys.items():
+            # A new attribute on a class overrides what its bases provide (Tensor.__eq__ lives
+            # on TensorBase, so assigning it on Tensor adds a key).
+            added = set(vars(self.class_by_name[name])) - keys - _CACHES
+            found.extend(f"{name}.{key} was added" for key in sorted(added)[:5])
         return found
 
 
@@ -255,15 +289,18 @@ def _install_audit_hook(channel_fd: int, suspicious: dict[str, str]) -> list[str
             return
         _busy[0] = True
         try:
+            # Student code calling the tool itself, or through inspect/traceback (which hand
+            # frames back); not library code that uses it for its own purposes (IPython's
+            # magics, logging).
             frame = _getframe(1)
             student = False
-            for _ in range(3):  # the direct caller, or one or two library frames above it
-                if frame is None:
-                    break
-                if frame.f_code.co_filename.startswith(STUDENT_PREFIX):
+            if frame is not None:
+                name = frame.f_code.co_filename
+                if name.startswith(STUDENT_PREFIX):
                     student = True
-                    break
-                frame = frame.f_back
+                elif name.endswith(_PROXIES) and frame.f_back is not None:
+                    frame = frame.f_back
+                    student = frame.f_code.co_filename.startswith(STUDENT_PREFIX)
             if student:
                 what = _suspicious[event]
                 where = frame.f_code.co_filename[len(STUDENT_PREFIX):-1]
@@ -292,7 +329,7 @@ def _student_frame(tb) -> tuple[str, int, str] | None:
     while tb is not None:
         code = tb.tb_frame.f_code
         if code.co_filename.startswith(STUDENT_PREFIX):
-            found = (code.co_filename[len(STUDENT_PREFIX):-1], tb.tb_lineno, code.co_name)
+            found = (code.co_filename[len(STUDENT_PREFIX):-1], tb.tb_lineno, code.co_qualname)
         tb = tb.tb_next
     return found
 
@@ -307,12 +344,20 @@ def _raised_in_test_code(tb) -> bool:
 
 
 def _raised_in_student_code(tb) -> bool:
-    """True when the innermost frame of the traceback is a student's cell."""
+    """True when the error comes from a stub: the innermost frame is a student's cell and its
+    line is a `raise NotImplementedError` statement (a torch op that raises
+    NotImplementedError on a student's line adds no frame of its own, so the line decides)."""
     last = None
     while tb is not None:
         last = tb
         tb = tb.tb_next
-    return last is not None and last.tb_frame.f_code.co_filename.startswith(STUDENT_PREFIX)
+    if last is None:
+        return False
+    code = last.tb_frame.f_code
+    if not code.co_filename.startswith(STUDENT_PREFIX):
+        return False
+    line = linecache.getline(code.co_filename, last.tb_lineno)
+    return "raise" in line and "NotImplementedError" in line
 
 
 def _short(text: str, limit: int = 1500) -> str:
@@ -445,28 +490,45 @@ class Executor:
         g.update(self.protected)
         return g
 
+    def _tamper(self) -> list[str]:
+        """Fingerprint differences; an error here (a submission broke the comparison) counts."""
+        try:
+            return self.fingerprint.differences(self.ns, self.protected)
+        except BaseException as err:  # noqa: BLE001
+            return [f"the interpreter is too damaged to compare ({type(err).__name__})"]
+
     def run_test(self, source: str, label: str) -> dict:
-        filename = f"{TEST_PREFIX}{label}>"  # deliberately not in linecache: no test source in tracebacks
+        """Tamper check, the test, tamper check again. The checks run whatever the test does,
+        so a submission that breaks the grader's own reporting is still flagged."""
         started = time.perf_counter()
-        tampered = self.fingerprint.differences(self.ns, self.protected)
-        verdict = {"status": "pass", "message": ""}
-        g = self._test_globals()
+        tampered = self._tamper()
+        g: dict = {}
+        try:
+            g = self._test_globals()
+            verdict = self._judge(source, label, g)
+        except BaseException as err:  # noqa: BLE001
+            verdict = {"status": "error", "message": f"The grader could not run this test ({type(err).__name__})."}
+        finally:
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        return self._finish_test(verdict, g, started, tampered)
+
+    def _judge(self, source: str, label: str, g: dict) -> dict:
+        filename = f"{TEST_PREFIX}{label}>"  # deliberately not in linecache: no test source in tracebacks
         sys.stdout, sys.stderr = self.stdout, self.stderr
         try:
             code = self._compile(source, filename, "exec", dont_inherit=True, optimize=0)
             self._exec(code, g)
         except AssertionError as err:
             text = str(err).strip() or "A check in this test failed (it gives no message)."
-            verdict = {"status": "fail", "message": _short(text)}
+            return {"status": "fail", "message": _short(text)}
         except BaseException as err:  # noqa: BLE001
             where = _student_frame(err.__traceback__)
             if isinstance(err, NotImplementedError) and _raised_in_student_code(err.__traceback__):
                 # the stub's `raise NotImplementedError(...)`, not torch's own NotImplementedError
                 name = f"`{where[2]}`" if where and where[2] != "<module>" else "an answer cell"
-                verdict = {"status": "not_attempted",
-                           "message": f"Not attempted: {name} still raises NotImplementedError. Replace "
-                                      "the stub in the cell marked YOUR CODE HERE with your answer."}
-                return self._finish_test(verdict, g, started)
+                return {"status": "not_attempted",
+                        "message": f"Not attempted: {name} still raises NotImplementedError. Replace "
+                                   "the stub in the cell marked YOUR CODE HERE with your answer."}
             head = f"{type(err).__name__}: {_short(str(err), 600)}".rstrip(": ")
             if where and not _raised_in_test_code(err.__traceback__):
                 cell, line, func = where
@@ -477,13 +539,11 @@ class Executor:
             concept = explain(err)
             if concept:
                 text += " " + concept
-            verdict = {"status": "error", "message": text,
-                       "memory": _is_out_of_memory(err), "exit": isinstance(err, SystemExit),
-                       # for the instructor's copy in autograded/ only, never for feedback
-                       "detail": _short("".join(traceback.format_exception(err)), 8000)}
-        finally:
-            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-        return self._finish_test(verdict, g, started, tampered)
+            return {"status": "error", "message": text,
+                    "memory": _is_out_of_memory(err), "exit": isinstance(err, SystemExit),
+                    # for the instructor's copy in autograded/ only, never for feedback
+                    "detail": _short("".join(traceback.format_exception(err)), 8000)}
+        return {"status": "pass", "message": ""}
 
     def _finish_test(self, verdict: dict, g: dict, started: float, tampered: list[str] | None = None) -> dict:
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
@@ -491,7 +551,7 @@ class Executor:
         for key, value in g.items():  # names a test defines stay visible to later cells
             if key not in self.builtin_names and key != "__builtins__":
                 self.ns[key] = value
-        tampered += [d for d in self.fingerprint.differences(self.ns, self.protected) if d not in tampered]
+        tampered += [d for d in self._tamper() if d not in tampered]
         return {"event": "done", "verdict": verdict, "tampered": tampered,
                 "audit": list(self.audit_log), "outputs": self._outputs(),
                 "seconds": round(time.perf_counter() - started, 4)}
@@ -510,7 +570,9 @@ def child_main(fd: int, sandbox: dict, limits: dict, env: dict, files: dict[str,
     """Set up the sandbox, then serve cells until told to stop. Never returns."""
     channel = Channel(fd)
     try:
+        os.setsid()  # its own session and process group: kill(0, ...) reaches only the submission
         spec = SandboxSpec(**sandbox)
+        join_cgroups(spec)
         kind = isolate(spec)
         confine(spec, kind)
         for name, data in files.items():  # the assignment's data files, into the work folder
@@ -546,7 +608,17 @@ def child_main(fd: int, sandbox: dict, limits: dict, env: dict, files: dict[str,
             os._exit(0)
         if msg.get("op") == "exit":
             os._exit(0)
-        result = executor.run(msg)
+        nonce = msg.pop("nonce", None)
+        try:
+            result = executor.run(msg)
+        except BaseException as err:  # noqa: BLE001  (a submission that broke the executor)
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+            failed = {"status": "error", "message": f"The grader could not run this cell ({type(err).__name__})."}
+            result = {"event": "done", "outputs": [], "error": None if msg.get("kind") == "test" else
+                      {"ename": type(err).__name__, "evalue": "the grader could not run this cell", "traceback": []},
+                      "verdict": failed if msg.get("kind") == "test" else None, "tampered": [], "seconds": 0}
+        result["nonce"] = nonce
+        nonce = msg = None  # keep it no longer than needed
         channel.send(result)
         if result.get("error") and result["error"].get("exit"):
             os._exit(0)

@@ -210,6 +210,9 @@ def grade_notebook(assignment: Assignment, raw: bytes | NotebookNode, student: s
                    *, hide: list[str], slot: int = 0) -> Graded:
     """Grade one notebook (raw JSON bytes or a parsed notebook). Never raises for student faults."""
     try:
+        if isinstance(raw, bytes) and len(raw) > profile.max_notebook_mb * 1024 * 1024:
+            raise NotebookError(f"the submission is {len(raw) / 1e6:.0f} MB, over the "
+                                f"{profile.max_notebook_mb} MB limit for a notebook")
         submitted = raw if isinstance(raw, NotebookNode) else parse_notebook(raw, "the submission")
         restored = restore(assignment, submitted)
     except (NotebookError, InvalidSubmission) as err:
@@ -235,10 +238,15 @@ def grade_notebook(assignment: Assignment, raw: bytes | NotebookNode, student: s
 class Gradebook:
     """nbgrader's gradebook plus our records table, written from one thread only."""
 
-    def __init__(self, course: Course) -> None:
+    def __init__(self, course: Course, create: bool = True) -> None:
+        """create=False: only read, and never create a database that is not there yet."""
         import sqlalchemy as sa
 
         self.course = course
+        url = sa.engine.make_url(course.db_url)
+        # opening a SQLite file that is not there creates it: a read must not write anything
+        self.readable = create or not (url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+                                       and not Path(url.database).exists())
         self.engine = sa.create_engine(course.db_url)
         self.meta = sa.MetaData()
         self.records = sa.Table(
@@ -249,7 +257,16 @@ class Gradebook:
             sa.Column("data", sa.Text, nullable=False),
             sa.Column("graded_at", sa.String(40), nullable=False),
         )
-        self.meta.create_all(self.engine)
+        if create:
+            self.meta.create_all(self.engine)
+        elif self.readable:
+            self.readable = sa.inspect(self.engine).has_table("course_records")
+        self._nb = None
+
+    def close(self) -> None:
+        if self._nb is not None:
+            self._nb.close()
+            self._nb = None
 
     def write(self, record: Record, timestamp: str | None = None) -> None:
         import sqlalchemy as sa
@@ -257,7 +274,10 @@ class Gradebook:
 
         from .build import quiet_nbgrader
 
-        with quiet_nbgrader(), NbGradebook(self.course.db_url, self.course.course_id) as gb:
+        with quiet_nbgrader():
+            if self._nb is None:  # one session for the whole batch
+                self._nb = NbGradebook(self.course.db_url, self.course.course_id)
+            gb = self._nb
             gb.update_or_create_student(record.student)
             kwargs = {"timestamp": timestamp} if timestamp else {}
             gb.update_or_create_submission(record.assignment, record.student, **kwargs)
@@ -277,6 +297,8 @@ class Gradebook:
     def load(self, assignment: str | None = None) -> list[Record]:
         import sqlalchemy as sa
 
+        if not self.readable:
+            return []
         query = sa.select(self.records.c.data).order_by(self.records.c.assignment, self.records.c.student)
         if assignment:
             query = query.where(self.records.c.assignment == assignment)
@@ -291,6 +313,8 @@ class Gradebook:
         from .build import quiet_nbgrader
 
         records = self.load(assignment)
+        if not records:
+            return records
         with quiet_nbgrader(), NbGradebook(self.course.db_url, self.course.course_id) as gb:
             for record in records:
                 try:
@@ -373,9 +397,12 @@ def grade_batch(
         slot = slots.acquire()
         try:
             try:
+                size = sub.path.stat().st_size
+                if size > profile.max_notebook_mb * 1024 * 1024:  # do not even read it
+                    raise OSError(f"it is {size / 1e6:.0f} MB, over the {profile.max_notebook_mb} MB limit")
                 raw = sub.path.read_bytes()
             except OSError as err:
-                return Graded(Record(assignment.id, sub.student, "invalid", reason=f"cannot read the notebook: {err}",
+                return Graded(Record(assignment.id, sub.student, "invalid", reason=f"the notebook cannot be graded: {err}",
                                      cells={g: CellScore(0.0, assignment.max_points[g], "not_run", "Not run.")
                                             for g in assignment.tests}), None)
             return grade_notebook(assignment, raw, sub.student, profile, hide=hide, slot=slot)
@@ -403,5 +430,6 @@ def grade_batch(
             records.append(graded.record)
             if on_done:
                 on_done(graded.record)
+    gradebook.close()
     records.sort(key=lambda r: r.student)
     return records

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import secrets
 import select
 import socket
 import struct
@@ -24,7 +25,7 @@ from typing import Any, Callable
 import psutil
 
 from .config import Profile
-from .sandbox import SandboxSpec, python_prefixes
+from .sandbox import Cgroup, SandboxSpec, python_prefixes
 from .zygote import Zygote
 
 _FRAME = struct.Struct("!I")
@@ -35,10 +36,13 @@ _zygotes: dict[tuple[str, ...], Zygote] = {}
 _zygote_lock = __import__("threading").Lock()
 
 
-def fork_server(preload: list[str]) -> Zygote:
-    """The fork server for this preload list (started on first use, shared by all threads)."""
+def fork_server(preload: list[str], failed: Zygote | None = None) -> Zygote:
+    """The fork server for this preload list (started on first use, shared by all threads).
+    `failed`: a server that stopped answering; replaced unless another thread already did."""
     key = tuple(preload)
     with _zygote_lock:
+        if failed is not None and _zygotes.get(key) is failed:
+            failed.close()
         if key not in _zygotes or _zygotes[key].proc.poll() is not None:
             _zygotes[key] = Zygote(list(preload))
         return _zygotes[key]
@@ -128,33 +132,65 @@ class _Link:
         return msg
 
 
-def _tree_rss(proc: psutil.Process) -> int:
-    """Resident memory of the submission's processes. In a sandbox, `proc` only waits for the
-    submission (its child); counting it too would count torch's shared pages twice."""
-    total = 0
+def _rss_anon(pid: int) -> int:
+    """Anonymous resident memory of a process (its heap, not the libraries it maps)."""
     try:
-        procs = proc.children(recursive=True) or [proc]
-    except psutil.Error:
-        return 0
-    for p in procs:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
-def _kill_tree(pid: int) -> None:
+class MemoryWatch:
+    """How much memory a submission has added, and whether the kernel killed it for memory.
+
+    With a cgroup this is exact (the kernel charges only pages the submission allocates).
+    Without one, it estimates: the anonymous memory of each process above what it inherited
+    from the fork server (counting inherited copy-on-write pages once, not once per process)."""
+
+    def __init__(self, pid: int, cgroup: Cgroup | None) -> None:
+        self.pid, self.cgroup = pid, cgroup
+        self.base = _rss_anon(pid)  # the fork server's heap, inherited by every process below
+        self.peak = 0
+
+    def used(self) -> int:
+        if self.cgroup is not None:
+            value = self.cgroup.usage()
+        else:
+            try:
+                procs = psutil.Process(self.pid).children(recursive=True)
+            except psutil.Error:
+                procs = []
+            value = sum(max(0, _rss_anon(p.pid) - self.base) for p in procs)
+        self.peak = max(self.peak, value)
+        return value
+
+    def killed_for_memory(self) -> bool:
+        return self.cgroup is not None and self.cgroup.oom_kills() > 0
+
+    def peak_mb(self) -> float:
+        exact = self.cgroup.peak() if self.cgroup is not None else 0
+        return (max(self.peak, exact) + self.base) / 1e6
+
+
+def _kill_tree(pid: int, cgroup: Cgroup | None) -> None:
+    """Kill the submission and everything it started, and wait until they are gone."""
     try:
         root = psutil.Process(pid)
         procs = [*root.children(recursive=True), root]
     except psutil.Error:
-        return
+        procs = []
     for p in procs:
         try:
             p.kill()
         except psutil.Error:
             pass
+    psutil.wait_procs(procs, timeout=5)
+    if cgroup is not None:
+        cgroup.destroy()
 
 
 def sandbox_spec(profile: Profile, hide: list[str], slot: int) -> SandboxSpec:
@@ -199,35 +235,37 @@ def run_cells(
     """Run the cells in order in a fresh sandboxed executor; never raises for student faults."""
     zygote = fork_server(profile.preload)
     parent_sock, child_sock = socket.socketpair()
+    cgroup = (Cgroup.create(f"run-{os.getpid()}-{slot}-{secrets.token_hex(4)}", profile.memory_mb,
+                            profile.max_processes) if profile.sandbox != "off" else None)
     spec = dataclasses.asdict(sandbox_spec(profile, hide, slot))
+    spec["cgroup_procs"] = cgroup.procs_files if cgroup else []
     limits = {"max_output_chars": profile.max_output_kb * 1024}
     started = time.monotonic()
-    pid = zygote.fork(child_sock.fileno(), sandbox=spec, limits=limits, env=child_env(profile),
-                      files=files or {}, threads=profile.threads_per_worker)
+    args = dict(sandbox=spec, limits=limits, env=child_env(profile), files=files or {},
+                threads=profile.threads_per_worker)
+    try:
+        pid = zygote.fork(child_sock.fileno(), **args)
+    except (OSError, RuntimeError):  # the fork server died (killed, or out of memory): once more
+        zygote = fork_server(profile.preload, failed=zygote)
+        pid = zygote.fork(child_sock.fileno(), **args)
     child_sock.close()
     link = _Link(parent_sock)
     result = RunResult(results={})
-    watcher = None
-    try:
-        watcher = psutil.Process(pid)
-    except psutil.Error:
-        pass
+    memory = MemoryWatch(pid, cgroup)
     notebook_deadline = started + profile.notebook_timeout_s
     memory_limit = profile.memory_mb * 1024 * 1024
     current: Cell | None = None
 
-    def wait_for(kind: str, deadline: float, why_late: str) -> dict:
-        """Wait for a message of `kind`, handling audit reports that arrive meanwhile."""
+    def wait_for(kind: str, deadline: float, why_late: str, nonce: str | None = None) -> dict:
+        """Wait for a message of `kind`, handling audit reports that arrive meanwhile. A reply
+        must echo the nonce of its command: frames written ahead of time cannot."""
         while True:
             now = time.monotonic()
             if now >= deadline:
                 raise TimeoutError(why_late)
             msg = link.poll_message(min(POLL_S, deadline - now))
-            if watcher is not None:
-                rss = _tree_rss(watcher)
-                result.peak_rss_mb = max(result.peak_rss_mb, rss / 1e6)
-                if rss > memory_limit:
-                    raise MemoryError(f"used more than {profile.memory_mb} MB of memory")
+            if memory.used() > memory_limit or memory.killed_for_memory():
+                raise MemoryError(f"used more than {profile.memory_mb} MB of memory")
             if msg is None:
                 continue
             event = msg.get("event")
@@ -238,6 +276,8 @@ def run_cells(
                 raise _SandboxFailed(str(msg.get("reason", "unknown")))
             if event != kind:
                 raise ProtocolError(f"an unexpected message ({str(event)[:40]!r})")
+            if nonce is not None and msg.get("nonce") != nonce:
+                raise ProtocolError("a reply that the executor did not send (forged, or out of order)")
             return msg
 
     try:
@@ -246,12 +286,16 @@ def run_cells(
         result.sandbox = str(ready.get("sandbox", ""))
         for cell in cells:
             current = cell
-            link.send({"op": "run", "kind": cell.kind, "label": cell.label, "source": cell.source})
+            nonce = secrets.token_hex(16)
+            try:
+                link.send({"op": "run", "kind": cell.kind, "label": cell.label, "source": cell.source, "nonce": nonce})
+            except OSError:  # the child is gone (it died after its last answer)
+                raise EOFError from None
             cell_deadline = min(time.monotonic() + profile.cell_timeout_s, notebook_deadline)
             late = (f"cell {cell.label} ran longer than {profile.cell_timeout_s:g} s"
                     if cell_deadline < notebook_deadline else
                     f"the notebook ran longer than {profile.notebook_timeout_s:g} s (in cell {cell.label})")
-            msg = wait_for("done", cell_deadline, late)
+            msg = wait_for("done", cell_deadline, late, nonce)
             res = _cell_result(cell, msg)
             result.results[cell.index] = res
             if on_cell:
@@ -280,19 +324,24 @@ def run_cells(
         result.stopped, result.reason = "sandbox", f"the sandbox could not be set up: {err}"
     except EOFError:
         code = _exit_code(zygote, pid)
-        result.stopped, result.stopped_at = "crashed", _index(current)
+        result.stopped_at = _index(current)
         where = f" in cell {current.label}" if current else " before its first cell"
-        how = _describe_exit(code)
-        if code == -9 or code == 137:
-            # A kernel OOM kill (or RLIMIT_CPU) looks like SIGKILL; say which is likely.
-            how += " (often memory exhaustion or the CPU-time limit)"
-        result.reason = f"the process running the notebook died{where}: {how}"
+        if memory.killed_for_memory():
+            result.stopped = "out_of_memory"
+            result.reason = f"the submission used more than {profile.memory_mb} MB of memory{where}"
+        else:
+            how = _describe_exit(code)
+            if code in (-9, 137) and cgroup is None:
+                how += " (often memory exhaustion or the CPU-time limit)"
+            result.stopped = "crashed"
+            result.reason = f"the process running the notebook died{where}: {how}"
     except ProtocolError as err:
         result.stopped, result.stopped_at = "crashed", _index(current)
         result.protocol_errors.append(str(err))
         result.reason = f"the grading channel received {err}; grading stopped"
     finally:
-        _kill_tree(pid)  # the sandbox's own processes die with it; this covers sandbox = "off"
+        result.peak_rss_mb = memory.peak_mb()
+        _kill_tree(pid, cgroup)  # the namespace dies with it anyway; this covers sandbox = "off"
         parent_sock.close()
         _exit_code(zygote, pid)  # reap it
     result.seconds = time.monotonic() - started
@@ -301,6 +350,9 @@ def run_cells(
 
 class _SandboxFailed(Exception):
     pass
+
+
+
 
 
 def _index(cell: Cell | None) -> int | None:

@@ -3,13 +3,21 @@
 Called only inside the child process that will run one submission (never in the grader):
 
     isolate(spec)  new mount, PID, IPC, UTS and (unless allowed) network namespaces; the child
-                   forks once more so the submission is PID 1 of its own PID namespace, and
-                   every process it starts dies with it.
+                   forks once more, and that process becomes the init of the new PID namespace.
     confine(spec)  hides private folders behind empty tmpfs mounts (keeping the Python
                    installation visible, read-only), gives the submission a private /tmp,
-                   /var/tmp and /dev/shm of fixed size, drops to an unprivileged uid (or all
-                   capabilities inside a user namespace), sets no_new_privs, and applies the
-                   rlimits (address space, processes, file size, CPU, open files, core dumps).
+                   /var/tmp and /dev/shm of fixed size; then the init forks the process that
+                   runs the submission (so that it has ordinary signal semantics: a segfault or
+                   a kill of itself ends it) and stays behind only to reap and pass its exit
+                   status on; every process in the namespace dies with it. The submission's
+                   process drops to an unprivileged uid (or all capabilities inside a user
+                   namespace), sets no_new_privs, and gets rlimits (address space, processes,
+                   file size, CPU, open files, core dumps).
+
+The grader side (`Cgroup`) puts each submission in cgroups of its own when the machine has
+them (v1 or v2, as root): the kernel then counts exactly the memory the submission allocates
+(pages shared with the fork server stay charged to the server), enforces the memory and
+process limits, and reports out-of-memory kills.
 
 As root we use the namespaces directly; otherwise we try a user namespace. `spec.mode` says
 what to do when neither works: "required" fails the submission with a clear reason,
@@ -57,6 +65,7 @@ class SandboxSpec:
     scratch_mb: int = 256
     cpu_seconds: int = 900
     workdir: str = "/tmp/work"
+    cgroup_procs: list[str] = dataclasses.field(default_factory=list)  # cgroup.procs files to join
 
 
 def _check(ret: int, what: str) -> None:
@@ -192,8 +201,11 @@ def confine(spec: SandboxSpec, kind: str) -> None:
             if os.path.isdir(extra):
                 _mount("tmpfs", extra, "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec.scratch_mb}m,mode=1777")
     os.makedirs(spec.workdir, exist_ok=True)
+    if kind != "none":
+        if kind == "namespaces":
+            os.chown(spec.workdir, spec.uid, spec.uid)
+        _become_init()  # returns in the child that runs the submission
     if kind == "namespaces":
-        os.chown(spec.workdir, spec.uid, spec.uid)
         os.setgroups([])
         os.setresgid(spec.uid, spec.uid, spec.uid)
         os.setresuid(spec.uid, spec.uid, spec.uid)  # from root to a uid of its own: all capabilities go
@@ -212,6 +224,40 @@ def confine(spec: SandboxSpec, kind: str) -> None:
             os._exit(137)  # the grader already went away
         _limits(spec)
     os.chdir(spec.workdir)
+
+
+def _become_init() -> None:
+    """Fork: the parent stays as the PID namespace's init (reaping, passing the submission's
+    exit status on, dying with the grader); the child returns and runs the submission."""
+    child = os.fork()
+    if child == 0:
+        return
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    for fd in range(3, 1024):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        except InterruptedError:
+            continue
+        if pid == child:
+            os._exit(os.waitstatus_to_exitcode(status) & 0xFF if os.WIFEXITED(status)
+                     else 128 + os.WTERMSIG(status))
+
+
+def join_cgroups(spec: SandboxSpec) -> None:
+    """Move this process (and so everything it starts) into the submission's cgroups."""
+    for procs in spec.cgroup_procs:
+        try:
+            with open(procs, "w") as f:
+                f.write("0")
+        except OSError as err:
+            raise SandboxError(f"cannot join cgroup {os.path.dirname(procs)}: {err.strerror}") from None
 
 
 def _limits(spec: SandboxSpec) -> None:
@@ -235,6 +281,102 @@ def _limits(spec: SandboxSpec) -> None:
     lower(resource.RLIMIT_NOFILE, 1024)
     lower(resource.RLIMIT_CPU, spec.cpu_seconds)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an over-long write fails instead of killing
+
+
+# --- grader side: cgroups ---------------------------------------------------------------------
+
+class Cgroup:
+    """Memory and pids cgroups for one submission (v1 or v2); `create` returns None where the
+    machine has none we can write (then the grader watches resident memory instead)."""
+
+    V1, V2 = "/sys/fs/cgroup/memory", "/sys/fs/cgroup"
+
+    def __init__(self, dirs: list[str], v2: bool) -> None:
+        self.dirs, self.v2 = dirs, v2
+
+    @classmethod
+    def create(cls, name: str, memory_mb: int, max_processes: int) -> "Cgroup | None":
+        if os.geteuid() != 0:
+            return None
+        limit = str(memory_mb * MB)
+        try:
+            if os.path.isfile(os.path.join(cls.V2, "cgroup.controllers")):
+                base = os.path.join(cls.V2, "torchcourse")
+                os.makedirs(base, exist_ok=True)
+                _write(os.path.join(cls.V2, "cgroup.subtree_control"), "+memory +pids")
+                _write(os.path.join(base, "cgroup.subtree_control"), "+memory +pids")
+                d = os.path.join(base, name)
+                os.makedirs(d, exist_ok=True)
+                _write(os.path.join(d, "memory.max"), limit)
+                _write(os.path.join(d, "memory.swap.max"), "0") if os.path.exists(os.path.join(d, "memory.swap.max")) else None
+                _write(os.path.join(d, "pids.max"), str(max_processes + 2))
+                return cls([d], v2=True)
+            mem = os.path.join(cls.V1, "torchcourse", name)
+            pids = os.path.join("/sys/fs/cgroup/pids", "torchcourse", name)
+            os.makedirs(mem, exist_ok=True)
+            _write(os.path.join(mem, "memory.limit_in_bytes"), limit)
+            dirs = [mem]
+            if os.path.isdir("/sys/fs/cgroup/pids"):
+                os.makedirs(pids, exist_ok=True)
+                _write(os.path.join(pids, "pids.max"), str(max_processes + 2))
+                dirs.append(pids)
+            return cls(dirs, v2=False)
+        except OSError:
+            return None
+
+    @property
+    def procs_files(self) -> list[str]:
+        return [os.path.join(d, "cgroup.procs") for d in self.dirs]
+
+    def _read(self, name: str) -> str:
+        with open(os.path.join(self.dirs[0], name)) as f:
+            return f.read()
+
+    def usage(self) -> int:
+        return int(self._read("memory.current" if self.v2 else "memory.usage_in_bytes"))
+
+    def peak(self) -> int:
+        try:
+            return int(self._read("memory.peak" if self.v2 else "memory.max_usage_in_bytes"))
+        except OSError:
+            return 0
+
+    def oom_kills(self) -> int:
+        text = self._read("memory.events" if self.v2 else "memory.oom_control")
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        return 0
+
+    def pids(self) -> list[int]:
+        out: list[int] = []
+        for procs in self.procs_files:
+            try:
+                with open(procs) as f:
+                    out += [int(x) for x in f.read().split()]
+            except OSError:
+                pass
+        return sorted(set(out))
+
+    def destroy(self) -> None:
+        """Kill whatever is left in it, then remove it."""
+        import time
+        for _ in range(50):
+            left = self.pids()
+            if not left:
+                break
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.02)
+        for d in self.dirs:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
 
 
 def probe(mode: str) -> str:

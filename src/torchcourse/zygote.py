@@ -9,7 +9,10 @@ Protocol, over a SOCK_SEQPACKET Unix socket (message boundaries kept, fds passed
 SCM_RIGHTS), one JSON object per message, one request at a time:
     {"op": "fork", "args": {...}} + one fd  ->  {"pid": N}    (the fd is the job's channel)
     {"op": "status", "pid": N}              ->  {"code": exit code, or null while running}
-If the grader goes away, the server dies (PR_SET_PDEATHSIG), and so do its children.
+If the grader goes away, its end of the socket closes and the server exits; each child it
+forked has PR_SET_PDEATHSIG set, so it dies with the server. (The server itself does not use
+PR_SET_PDEATHSIG: that signal fires when the *thread* that started it exits, and grading
+threads come and go.)
 """
 from __future__ import annotations
 
@@ -77,7 +80,6 @@ def serve(ctl: socket.socket) -> None:
 
 def main() -> None:
     fd = int(sys.argv[1])
-    _die_with_parent()
     ctl = socket.socket(fileno=fd)
     for name in sys.argv[2:]:
         try:
@@ -100,13 +102,15 @@ class Zygote:
         child.close()
         self.sock = parent
         self.lock = threading.Lock()
-        reply = self.sock.recv(1024)
-        if not reply:
-            raise RuntimeError("the fork server failed to start (see the error above)")
+        self.ready = False  # it imports torch meanwhile; the first request waits for it
         atexit.register(self.close)
 
     def _request(self, message: dict, fds: list[int] = ()) -> dict:
         with self.lock:
+            if not self.ready:
+                if not self.sock.recv(1024):
+                    raise RuntimeError("the fork server failed to start (see the error above)")
+                self.ready = True
             socket.send_fds(self.sock, [json.dumps(message).encode()], list(fds))
             reply = self.sock.recv(1 << 16)
         if not reply:

@@ -1,6 +1,10 @@
 """Assertions with teaching messages, and the device the grader asks for."""
 from __future__ import annotations
 
+from torchcourse import private_builtins
+
+private_builtins(globals())
+
 import contextlib
 import math
 import os
@@ -54,7 +58,9 @@ DEVICE = device()
 def _fail(message: str, why: str = "") -> None:
     __tracebackhide__ = True  # IPython hides this frame from the student's traceback
     text = message.strip()
-    text = text[:1].upper() + text[1:]
+    first = text.split(" ", 1)[0]
+    if first.isalpha() and first.islower():  # a sentence, not code such as grow_grad(0.3)
+        text = text[:1].upper() + text[1:]
     if why:
         text = f"{text} {why.strip()}"
     raise CheckFailure(text)

@@ -5,6 +5,10 @@ patterns matches, the concept behind it. Students can call `checks.explain(err)`
 """
 from __future__ import annotations
 
+from torchcourse import private_builtins
+
+private_builtins(globals())
+
 import re
 
 # (pattern in the error text, explanation). First match wins; patterns are lower-case.
@@ -35,7 +39,12 @@ _EXPLANATIONS: list[tuple[str, str]] = [
     (r"expected all tensors to be on the same device|expected .* to be on .* but got|is on .* but expected .*device|is not on the expected device",
      "Tensors on different devices were combined. A model and its inputs must live on the same "
      "device: move the input with x.to(device), where device is where the model's parameters are."),
-    (r"mat1 and mat2 shapes cannot be multiplied|size mismatch|shapes cannot be multiplied",
+    (r"error\(s\) in loading state_dict|size mismatch for |missing key\(s\) in state_dict|unexpected key\(s\) in state_dict",
+     "load_state_dict matches tensors by name and needs the same shapes: a missing or unexpected "
+     "key means the architecture you rebuilt differs from the one that was saved (or the keys "
+     "carry a prefix such as 'module.'); a size mismatch means a layer has a different shape. "
+     "Rebuild the same architecture, or load with strict=False and check what it reports."),
+    (r"mat1 and mat2 shapes cannot be multiplied|shapes cannot be multiplied",
      "A matrix product got shapes that do not line up: for A @ B the last dimension of A must "
      "equal the first (non-batch) dimension of B. Print the shapes just before the failing line."),
     (r"the size of tensor a .* must match the size of tensor b",
@@ -44,7 +53,7 @@ _EXPLANATIONS: list[tuple[str, str]] = [
     (r"view size is not compatible with input tensor's size and stride",
      "view() needs the tensor's memory to be laid out contiguously; after transpose() or "
      "permute() it is not. Use .reshape() (which copies if it must) or .contiguous().view()."),
-    (r"expected scalar type long but found float|expected scalar type long",
+    (r"expected scalar type long but found float|expected scalar type long|expected target dtype to be long",
      "Class labels for losses such as CrossEntropyLoss must be int64 (torch.long) class "
      "indices, not floats."),
     (r"found dtype .* but expected|expected scalar type .* but found|mat1 and mat2 must have the same dtype",
