@@ -12,6 +12,13 @@ c.CourseDirectory.solution_directory = "solutions"  # nbgrader's default is "sol
 # assignment whose notebook adds up to a different total, so this list is also a checksum.
 c.Course.assignments = {
     "01_introduction": 22,
+    "02_tensors": 45,
+    "03_autograd": 48,
+    "04_models": 37,
+    "05_training": 45,
+    "06_data": 32,
+    "07_evaluation": 36,
+    "08_serialization": 35,
 }
 
 # The grader profile used when `course grade` is not given --profile (see graders/).

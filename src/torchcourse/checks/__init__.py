@@ -23,6 +23,7 @@ from .core import (
     seeded,
 )
 from .explain import explain
+from .modules import make_module
 from .behaviour import (
     TorchCallCounter,
     TrainingSpy,
@@ -35,10 +36,13 @@ from .behaviour import (
     module_state,
     same_storage,
 )
+from .training import GraphWatch
+from .serialization import missing_device, save_as_if_on
 
 __all__ = [
     "DEVICE",
     "CheckFailure",
+    "GraphWatch",
     "TorchCallCounter",
     "TrainingSpy",
     "changed_state",
@@ -55,7 +59,10 @@ __all__ = [
     "explain",
     "graph_depth",
     "graph_nodes",
+    "make_module",
+    "missing_device",
     "module_state",
     "same_storage",
+    "save_as_if_on",
     "seeded",
 ]

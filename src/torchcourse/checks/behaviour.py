@@ -1,10 +1,15 @@
 """Behavioural tools: they watch what code does instead of reading how it is spelled."""
 from __future__ import annotations
 
+from torchcourse import private_builtins
+
+private_builtins(globals())
+
 import collections
 from typing import Any, Callable, Iterable
 
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook as _register_global_step_pre_hook
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves as _tree_leaves
@@ -189,9 +194,14 @@ class TrainingSpy:
         with checks.TrainingSpy(model, optimizer) as spy:
             train_epoch(model, loader, optimizer, loss_fn)
         spy.check_loop(steps=len(loader))
+
+    With optimizer=None it watches the steps of every optimiser that updates one of the
+    model's parameters (for code that creates its own optimiser); zero_grad() is then seen
+    only when called on the model, and a misplaced optimizer.zero_grad() shows up as a step
+    that found no gradients.
     """
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> None:
         self.model = model
         self.optimizer = optimizer
         self.events: list[tuple[str, dict]] = []
@@ -216,6 +226,10 @@ class TrainingSpy:
         self._in_backward = False
 
     def _on_step(self, optimizer, args, kwargs):
+        if self.optimizer is None:
+            mine = {id(p) for p in self.model.parameters()}
+            if not any(id(p) in mine for g in optimizer.param_groups for p in g["params"]):
+                return
         grads = [p.grad for g in optimizer.param_groups for p in g["params"]]
         has = any(g is not None and bool(g.detach().abs().sum() != 0) for g in grads)
         self.events.append(("step", {"has_grad": has}))
@@ -234,8 +248,11 @@ class TrainingSpy:
         for p in self.model.parameters():
             if p.requires_grad:
                 self._handles.append(p.register_hook(self._on_param_grad(p)))
-        self._handles.append(self.optimizer.register_step_pre_hook(self._on_step))
-        self._wrap_zero_grad(self.optimizer, "optimizer")
+        if self.optimizer is None:
+            self._handles.append(_register_global_step_pre_hook(self._on_step))
+        else:
+            self._handles.append(self.optimizer.register_step_pre_hook(self._on_step))
+            self._wrap_zero_grad(self.optimizer, "optimizer")
         self._wrap_zero_grad(self.model, "model")
         return self
 
@@ -266,9 +283,6 @@ class TrainingSpy:
         if n_steps == 0:
             _fail(f"{name} computed gradients but never called optimizer.step(), so the "
                   "parameters never changed. After backward(), step() applies the update.")
-        if steps is not None and n_steps != steps:
-            _fail(f"{name} called optimizer.step() {n_steps} times; this run should make "
-                  f"exactly {steps} updates (one per {'group of ' + str(accumulate) + ' ' if accumulate > 1 else ''}batch).")
         if any(not info["train_mode"] for kind, info in self.events if kind == "backward"):
             _fail(f"{name} ran with the model in eval mode. Call model.train() at the start of "
                   "training: layers such as dropout and batch norm behave differently in training.")
@@ -285,6 +299,11 @@ class TrainingSpy:
                 since_step += 1
             elif kind == "zero_grad":
                 if since_step:
+                    if accumulate > 1:
+                        _fail(f"In {name}, zero_grad() ran between the backward passes of one "
+                              "accumulation window, wiping the gradients of the micro-batches "
+                              "before it. When accumulating, clear the gradients once per "
+                              "update: after each optimizer.step(), not after each backward().")
                     _fail(f"In {name}, zero_grad() ran after loss.backward() and before "
                           "optimizer.step(), wiping the gradients the step needed. The order "
                           "is zero_grad, forward, loss, backward, step.")
@@ -301,8 +320,14 @@ class TrainingSpy:
                     if accumulate == 1:
                         _fail(f"In {name}, {since_step} backward passes fed a single "
                               "optimizer.step(); each batch should get its own update.")
-                    _fail(f"In {name}, {since_step} backward passes fed one optimizer.step(), "
+                    passes = "backward pass" if since_step == 1 else "backward passes"
+                    _fail(f"In {name}, {since_step} {passes} fed one optimizer.step(), "
                           f"but gradient accumulation over {accumulate} micro-batches should "
                           f"step once every {accumulate} backward passes.")
                 since_step = 0
                 first = True
+        # Checked after the order, whose messages say more about what went wrong.
+        if steps is not None and n_steps != steps:
+            per = f"group of {accumulate} batches" if accumulate > 1 else "batch"
+            _fail(f"{name} called optimizer.step() {n_steps} times; this run should make "
+                  f"exactly {steps} updates (one per {per}).")
