@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, run, tree
 
 AID = "01_introduction"
-SUBCOMMANDS = ["build", "twin", "grade", "check", "mistakes", "feedback", "export", "demo"]
+SUBCOMMANDS = ["build", "twin", "grade", "check", "mistakes", "feedback", "export", "report", "demo"]
 
 
 @pytest.mark.parametrize("sub", [None, *SUBCOMMANDS])

@@ -110,6 +110,7 @@ def cmd_check(args) -> int:
     aid = _identify(course, nb_path, args.assignment)
     assignment = Assignment.load(course, aid)
     profile = load_profile(course, args.profile)
+    check_device(profile)
     if args.profile is None:
         profile = dataclasses.replace(profile, sandbox="best-effort")  # self-learners may not be root
     print(f"{aid}: checking {nb_path} against all its tests, hidden ones included")
@@ -144,6 +145,7 @@ def cmd_grade(args) -> int:
     aid = course.check_assignment(args.assignment)
     profile = load_profile(course, args.profile)
     check_device(profile)
+    _start_fork_server(profile)
     folder = Path(args.submissions) if args.submissions else course.path("submitted")
     submissions = discover(folder, aid)
     assignment = Assignment.load(course, aid)
@@ -179,6 +181,9 @@ def cmd_mistakes(args) -> int:
         print(f"  {mark}  {o.mistake.name}")
         if not o.caught or args.verbose:
             print(f"          {o.detail}")
+        if args.verbose:
+            for gid in o.mistake.caught_by:
+                print(f"          {gid}: {o.record.cells[gid].message}")
     caught = sum(o.caught for o in outcomes)
     if not args.only:
         loose = unproven(assignment, outcomes)
@@ -195,7 +200,7 @@ def cmd_feedback(args) -> int:
 
     course = load_course()
     aid = course.check_assignment(args.assignment)
-    records = Gradebook(course).current(aid)
+    records = Gradebook(course, create=False).current(aid)
     if not records:
         raise CourseError(f"nothing graded for {aid} yet: run `course grade {aid}` first")
     written = write_feedback(course, Assignment.load(course, aid), records)
@@ -209,7 +214,7 @@ def cmd_export(args) -> int:
 
     course = load_course()
     aid = course.check_assignment(args.assignment, need_source=False) if args.assignment else None
-    records = Gradebook(course).current(aid)
+    records = Gradebook(course, create=False).current(aid)
     if not records:
         raise CourseError("nothing graded yet" + (f" for {aid}" if aid else "") + ": run `course grade` first")
     text = to_csv(records) if args.format == "csv" else to_json(records)
@@ -223,6 +228,17 @@ def cmd_export(args) -> int:
         print(f"wrote {len(records)} row(s) to {out}")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    course = load_course()
+    aid = course.check_assignment(args.assignment, need_source=False) if args.assignment else None
+    out, sections = write_report(course, aid)
+    count = sum(len(sec.records) for sec in sections)
+    print(f"wrote {out.relative_to(course.root)} ({count} submission(s), {len(sections)} assignment(s))")
     return 0
 
 
@@ -282,6 +298,13 @@ def print_gradebook(records, described: dict[str, str] | None = None) -> None:
     if not console.is_terminal:
         console = Console(width=200)  # a log or a pipe: do not wrap at 80 columns
     console.print(table)
+
+
+def _start_fork_server(profile) -> None:
+    """Start the fork server now: it imports torch while this process does its own work."""
+    from .runner import fork_server
+
+    fork_server(profile.preload)
 
 
 def check_device(profile) -> None:
@@ -362,10 +385,21 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and a corrupt submission) under demo/, grade it, write feedback and "
                                    "print the gradebook.")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("report", help="write the class report (HTML with plots) for instructors",
+                       description="Write reports/<ID>.html (reports/course.html without ID) from the graded "
+                                   "records: the score distribution, the pass rate of each graded cell, the "
+                                   "most frequent failure messages, the status counts and the flagged "
+                                   "submissions. Test code never appears.")
+    p.add_argument("assignment", metavar="ID", nargs="?", help="one assignment (default: all)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    # jsonschema (via nbformat) imports rfc3987_syntax if it can, which compiles a grammar for
+    # 1.6 s on every start; it only serves IRI format checks, which nothing here uses.
+    sys.modules.setdefault("rfc3987_syntax", None)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
