@@ -36,6 +36,19 @@ class Assignment:
         self.tests = [grade_id(c) for c in self.source.cells if role(c) == "test"]
         self.answers = [grade_id(c) for c in self.source.cells if role(c) == "answer"]
         self.max_points = {gid: points(self.by_id[gid]) for gid in self.tests}
+        # The exercise each test belongs to: the last "Exercise" heading above it (its hints
+        # sit under that heading), else the last section heading.
+        self.exercise: dict[str, str] = {}
+        heading = ""
+        for cell in self.source.cells:
+            if role(cell) == "prose":
+                for line in cell.source.splitlines():
+                    text = line.lstrip("#").strip()
+                    if line.startswith("#") and (text.lower().startswith("exercise") or not heading
+                                                 or not heading.lower().startswith("exercise")):
+                        heading = text
+            elif role(cell) == "test" and heading:
+                self.exercise[grade_id(cell)] = heading
         self.total = sum(self.max_points.values())
         # Which answer cells each test depends on: those since the previous group of tests.
         self.answers_for: dict[str, list[str]] = {}

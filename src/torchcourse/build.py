@@ -67,7 +67,7 @@ def quiet_nbgrader(verbose: bool = False):
         os.environ["PATH"] = path
 
 
-def build(course: Course, assignments: list[str], verbose: bool = False) -> list[Path]:
+def build(course: Course, assignments: list[str], verbose: bool = False, on_step=None) -> list[Path]:
     """Build release/ and solutions/ for each assignment; return the notebooks written."""
     from nbgrader.converters import GenerateAssignment, GenerateSolution
     from nbgrader.converters.base import NbGraderException
@@ -90,4 +90,6 @@ def build(course: Course, assignments: list[str], verbose: bool = False) -> list
                 except NbGraderException as err:
                     raise CourseError(f"nbgrader could not build {aid} into {folder}/: {err}") from None
                 written.append(course.path(folder, aid, f"{aid}.ipynb"))
+                if on_step:
+                    on_step(written[-1])
     return written

@@ -21,7 +21,11 @@ def cmd_build(args) -> int:
     from .build import build
 
     course = load_course()
-    written = build(course, _assignments(course, args.assignments), verbose=args.verbose)
+    ids = _assignments(course, args.assignments)
+    bar, task = progress(2 * len(ids), "building")
+    with bar:
+        written = build(course, ids, verbose=args.verbose,
+                        on_step=lambda path: bar.update(task, advance=1, description=str(path.parent.name)))
     for path in written:
         print(f"built {path.relative_to(course.root)}")
     return 0
@@ -114,14 +118,50 @@ def cmd_check(args) -> int:
     if args.profile is None:
         profile = dataclasses.replace(profile, sandbox="best-effort")  # self-learners may not be root
     print(f"{aid}: checking {nb_path} against all its tests, hidden ones included")
-    graded = grade_notebook(assignment, nb_path.read_bytes(), "self", profile, hide=hidden_paths(course))
+    graded = grade_notebook(assignment, nb_path.read_bytes(), "you", profile, hide=hidden_paths(course))
     record = graded.record
+    solution = course.path("solutions", aid, f"{aid}.ipynb")
+    where = solution.relative_to(course.root) if solution.is_file() else "solutions/"
+    print_check(record, assignment.exercise)
+    if record.score < record.max_score:
+        print(f"Stuck? Open the hints under the exercise named after a failed test, one at a time. "
+              f"The solution is in {where}.")
+    if args.html:
+        from .feedback import render
+        out = Path(args.html)
+        if not out.parent.is_dir():
+            raise CourseError(f"cannot write {out}: folder {out.parent} does not exist")
+        footer = f"Checked with course check. Hints are under each exercise; the solution is in {where}."
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(render(course, assignment, record, graded.notebook, footer=footer), encoding="utf-8")
+        tmp.replace(out)
+        print(f"wrote {out}")
+    return 0 if record.score == record.max_score and record.max_score > 0 else 1
+
+
+def print_check(record, exercises: dict[str, str]) -> None:
+    """One line per graded cell: mark, points, and the message wrapped to the terminal."""
+    import shutil
+    import textwrap
+
     width = max((len(g) for g in record.cells), default=10)
+    columns = max(60, shutil.get_terminal_size((100, 24)).columns)
+    indent = " " * (width + 15)
     for gid, cell in record.cells.items():
         mark = MARKS.get(cell.status, "?")
         line = f"  {mark} {gid:<{width}}  {_fmt(cell.points):>3}/{_fmt(cell.max_points):<3}"
-        colored = _color(line, "32" if cell.status == "pass" else "31" if cell.status in ("fail", "error", "flagged") else "33")
-        print(colored + (f"  {cell.message}" if cell.message else ""))
+        code = "32" if cell.status == "pass" else "31" if cell.status in ("fail", "error", "flagged") else "33"
+        print(_color(line, code), end="")
+        text = cell.message
+        if cell.status != "pass" and exercises.get(gid):
+            text += f" (Hints: under “{exercises[gid]}”.)"
+        if text:
+            wrapped = textwrap.wrap(text, width=columns - len(indent)) or [""]
+            print("  " + wrapped[0])
+            for rest in wrapped[1:]:
+                print(indent + rest)
+        else:
+            print()
     if record.status != "graded":
         print(f"status: {record.status}" + (f" ({record.reason})" if record.reason else ""))
     for item in record.flags:
@@ -129,11 +169,19 @@ def cmd_check(args) -> int:
     for item in record.repairs:
         print(f"note: {item}")
     print(f"score: {_fmt(record.score)} / {_fmt(record.max_score)}   (the notebook ran in {record.seconds:.1f} s)")
-    if record.score < record.max_score:
-        solution = course.path("solutions", aid, f"{aid}.ipynb")
-        print(f"Stuck? Each exercise has hints (the 'Hint' blocks under it). The solution is in "
-              f"{solution.relative_to(course.root) if solution.is_file() else 'solutions/'}.")
-    return 0 if record.score == record.max_score and record.max_score > 0 else 1
+
+
+def progress(total: int, label: str):
+    """A progress bar on a terminal (stderr); nothing at all when output goes to a file or pipe."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.description}"), console=console, transient=True,
+                   disable=not console.is_terminal)
+    task = bar.add_task("", total=total)
+    return bar, task
 
 
 def cmd_grade(args) -> int:
@@ -156,8 +204,11 @@ def cmd_grade(args) -> int:
     if workers < 1:
         raise CourseError("--workers must be at least 1")
     print(f"grading {len(submissions)} submission(s) of {aid} with profile {profile.name}, {workers} worker(s)")
-    records = grade_batch(course, assignment, submissions, profile, workers=workers,
-                          hide_extra=[folder.resolve()], on_done=None)
+    bar, task = progress(len(submissions), f"grading {aid}")
+    with bar:
+        records = grade_batch(course, assignment, submissions, profile, workers=workers,
+                              hide_extra=[folder.resolve()],
+                              on_done=lambda r: bar.update(task, advance=1, description=f"{r.student}: {r.status}"))
     for r in records:
         extra = f"  ({r.reason})" if r.status != "graded" and r.reason else ""
         print(f"  {r.student:<20} {_fmt(r.score):>5} / {_fmt(r.max_score):<5} {r.status}{extra}")
@@ -352,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("notebook", metavar="NOTEBOOK")
     p.add_argument("--assignment", metavar="ID", help="which assignment (default: from the notebook)")
     p.add_argument("--profile", metavar="NAME", help="grader profile (default: the course's, sandbox best-effort)")
+    p.add_argument("--html", metavar="FILE", help="also write the result as an HTML page")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("mistakes", help="prove the tests against the assignment's catalogue of wrong answers",
@@ -410,6 +462,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"course {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head`, say
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -77,11 +77,13 @@ def notebook_view(assignment: Assignment, graded_nb, record: Record) -> list[dic
     return view
 
 
-def render(course: Course, assignment: Assignment, record: Record, graded_nb, graded_at: str = "") -> str:
+def render(course: Course, assignment: Assignment, record: Record, graded_nb, graded_at: str = "",
+           footer: str = "") -> str:
     return _env().get_template("feedback.html.j2").render(
         course=course.course_id, assignment=assignment.id, student=record.student,
         score=record.score, max_score=record.max_score, status=record.status, reason=record.reason,
         flags=record.flags, repairs=record.repairs, cells=record.cells, marks=MARKS, fmt=_fmt,
+        exercises=assignment.exercise, footer=footer,
         notebook=notebook_view(assignment, graded_nb, record), graded_at=graded_at or "")
 
 

@@ -176,6 +176,13 @@ class MemoryWatch:
         return (max(self.peak, exact) + self.base) / 1e6
 
 
+def _gone(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
 def _kill_tree(pid: int, cgroup: Cgroup | None) -> None:
     """Kill the submission and everything it started, and wait until they are gone."""
     try:
@@ -188,7 +195,11 @@ def _kill_tree(pid: int, cgroup: Cgroup | None) -> None:
             p.kill()
         except psutil.Error:
             pass
-    psutil.wait_procs(procs, timeout=5)
+    # Gone, or a zombie: the fork server reaps its child on the next request (psutil's
+    # wait_procs would wait out its whole timeout on a zombie that is not its own child).
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not all(_gone(p) for p in procs):
+        time.sleep(0.005)
     if cgroup is not None:
         cgroup.destroy()
 
@@ -240,7 +251,6 @@ def run_cells(
     spec = dataclasses.asdict(sandbox_spec(profile, hide, slot))
     spec["cgroup_procs"] = cgroup.procs_files if cgroup else []
     limits = {"max_output_chars": profile.max_output_kb * 1024}
-    started = time.monotonic()
     args = dict(sandbox=spec, limits=limits, env=child_env(profile), files=files or {},
                 threads=profile.threads_per_worker)
     try:
@@ -248,6 +258,7 @@ def run_cells(
     except (OSError, RuntimeError):  # the fork server died (killed, or out of memory): once more
         zygote = fork_server(profile.preload, failed=zygote)
         pid = zygote.fork(child_sock.fileno(), **args)
+    started = time.monotonic()  # after the fork: not the fork server's own start-up
     child_sock.close()
     link = _Link(parent_sock)
     result = RunResult(results={})
