@@ -149,24 +149,31 @@ def _body_c(w, opt):
     opt.step()
 
 
+def _expect_prediction(value, expected, name, why):
+    # Not checks.expect_close: its message says how far off a number is, which here is the answer.
+    checks.expect(type(value) in (int, float),
+                  f"{name} should be a number (a float), but it is {checks.describe(value)}.")
+    checks.expect(math.isclose(value, expected, rel_tol=1e-3, abs_tol=1e-3),
+                  f"{name} is {value:.6g}, which is not what PyTorch computes. {why}")
+
+
 _A, _B, _C = _run_loop(_body_a), _run_loop(_body_b), _run_loop(_body_c)
-checks.expect_close(loop_predictions["A: w"], _A[0], "Your prediction for w after loop A", rtol=1e-3, atol=1e-3,
-                    why="In the correct loop every backward pass starts from a cleared .grad, so each of the "
-                        "three steps subtracts lr times the same gradient.")
-checks.expect_close(loop_predictions["B: w.grad"], _B[1], "Your prediction for w.grad after loop B",
-                    rtol=1e-3, atol=1e-3,
-                    why="backward() adds into .grad, and nothing in B clears it, so .grad ends up holding the "
-                        "sum of every iteration's gradient (see Hint 1).")
-checks.expect_close(loop_predictions["B: w"], _B[0], "Your prediction for w after loop B", rtol=1e-3, atol=1e-3,
-                    why="Each step in B uses the accumulated .grad, so every step is larger than the one "
-                        "before: add up the three steps.")
+_expect_prediction(loop_predictions["A: w"], _A[0], "Your prediction for w after loop A",
+                   why="In the correct loop every backward pass starts from a cleared .grad, so each of the "
+                       "three steps subtracts lr times the same gradient.")
+_expect_prediction(loop_predictions["B: w.grad"], _B[1], "Your prediction for w.grad after loop B",
+                   why="backward() adds into .grad, and nothing in B clears it, so .grad ends up holding the "
+                       "sum of every iteration's gradient (see Hint 1).")
+_expect_prediction(loop_predictions["B: w"], _B[0], "Your prediction for w after loop B",
+                   why="Each step in B uses the accumulated .grad, so every step is larger than the one "
+                       "before: add up the three steps.")
 checks.expect(loop_predictions["C: w.grad"] is None,
               "Your prediction for w.grad after loop C is not what PyTorch reports. By default zero_grad() "
               "sets .grad to None (not to a tensor of zeros), and nothing after it in body C computes a "
               "new gradient.")
-checks.expect_close(loop_predictions["C: w"], _C[0], "Your prediction for w after loop C", rtol=1e-3, atol=1e-3,
-                    why="A zero_grad() between backward() and step() erases the gradient just before step() "
-                        "reads it, and step() skips a parameter whose .grad is None (see Hint 2).")
+_expect_prediction(loop_predictions["C: w"], _C[0], "Your prediction for w after loop C",
+                   why="A zero_grad() between backward() and step() erases the gradient just before step() "
+                       "reads it, and step() skips a parameter whose .grad is None (see Hint 2).")
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-train-step"
@@ -458,9 +465,14 @@ _twice = F.binary_cross_entropy_with_logits(torch.sigmoid(_logits), _targets.flo
 checks.expect(abs(_got.item() - _twice.item()) > 1e-5,
               "`multilabel_loss` applies a sigmoid before BCEWithLogitsLoss, which applies the sigmoid itself: "
               "the logits are squashed twice. Pass the raw logits.")
+checks.expect(abs(_got.item() - _want.item() * _logits.numel()) > 1e-3 * _want.item() * _logits.numel(),
+              "`multilabel_loss` adds up the losses of all the entries instead of averaging them, so its size "
+              "grows with the batch. Return the mean over every entry, as BCEWithLogitsLoss does by default "
+              "(reduction='mean').")
 checks.expect_close(_got, _want, "`multilabel_loss(logits, targets)`", rtol=1e-4, atol=1e-5,
-                    why="It should be binary cross-entropy on the raw logits. If it matches for moderate logits "
-                        "but not for very large ones, the sigmoid and the log were computed separately: use "
+                    why="It should be binary cross-entropy on the raw logits, averaged over every entry. If it "
+                        "matches for moderate logits but not for very large ones, the sigmoid and the log were "
+                        "computed separately: use "
                         "BCEWithLogitsLoss, which is numerically stable for any logit.")
 ### END HIDDEN TESTS
 
@@ -672,7 +684,8 @@ checks.expect_close(_mean, sum(_seen) / len(_seen), "The mean loss train_epoch r
 # Complete `MomentumSGD(params, lr, momentum=0.0, weight_decay=0.0)`. Its updates must match
 # those of `torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)` to
 # float precision, with parameter groups, learning rates changed between steps, and
-# parameters without gradients.
+# parameters without gradients; and its momentum buffers must live in `self.state`, where
+# `state_dict()` finds them.
 #
 # <details><summary>Hint 1</summary>
 #
@@ -739,7 +752,8 @@ print("one plain step looks right")
 
 # %% role="test" grade_id="test-momentum-sgd" points=3
 # Hidden tests train two copies of a small network, one with torch.optim.SGD (momentum and
-# weight decay) and one with MomentumSGD, and compare them after every step.
+# weight decay) and one with MomentumSGD, compare them after every step, and look for the
+# momentum buffers in MomentumSGD's state_dict().
 ### BEGIN HIDDEN TESTS
 def _make_net():
     with checks.seeded(0):
@@ -772,7 +786,8 @@ def _torch_run(**settings):
 _cfg = dict(lr=0.05, momentum=0.9, weight_decay=0.01)
 _ref = _torch_run(**_cfg)
 _net = _make_net()
-_got = _trajectory(_net, MomentumSGD(_net.parameters(), **_cfg))
+_mine = MomentumSGD(_net.parameters(), **_cfg)
+_got = _trajectory(_net, _mine)
 if not _same(_got[-1], _ref[-1]):
     checks.expect(not _same(_got[-1], _torch_run(lr=0.05, momentum=0.0, weight_decay=0.01)[-1]),
                   "MomentumSGD's updates match SGD *without* momentum: the velocity buffer does not survive "
@@ -789,7 +804,17 @@ if not _same(_got[-1], _ref[-1]):
     checks.expect(False,
                   f"MomentumSGD's first update matches torch.optim.SGD, but update {_first + 1} does not. "
                   "Check how the buffer combines with each new gradient: b ← μ·b + g, with no other factor, "
-                  "kept in self.state[p] from one step to the next.")
+                  "kept in self.state[p] from one step to the next. The g that enters the buffer already holds "
+                  "the weight decay λ·p (step 1): SGD does not shrink the parameter separately, as AdamW does.")
+# The buffers must live in self.state, where optimizer.state_dict() finds them (a checkpoint saves them).
+_saved = _mine.state_dict()["state"]
+checks.expect(len(_saved) == len(list(_net.parameters()))
+              and all(any(torch.is_tensor(_v) and tuple(_v.shape) == tuple(_q.shape) for _v in _saved[_i].values())
+                      for _i, _q in enumerate(_net.parameters())),
+              "MomentumSGD's updates are right, but its momentum buffers are not in self.state[p], so "
+              "optimizer.state_dict() does not contain them: a checkpoint would lose them and a resumed run "
+              "would restart without its velocity (section 5, and 08). Keep per-parameter memory in "
+              "self.state[p], a dict that the base class creates for you.")
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-momentum-sgd-groups" points=2
@@ -948,18 +973,24 @@ for _t in (_p, _r, _q):
 torch.optim.Adam([_p], lr=0.1, weight_decay=0.1).step()
 torch.optim.Adam([_r], lr=0.1, weight_decay=0.001).step()
 torch.optim.AdamW([_q], lr=0.1, weight_decay=0.1).step()
-checks.expect_close(adam_predictions["p after Adam"], _p.item(), "Your prediction for p after Adam",
-                    rtol=0, atol=2e-3,
-                    why="Adam adds weight_decay·p to the gradient and then normalises the sum: on a first "
-                        "step that gives a step of about lr, whatever the size of the gradient (see Hint 1).")
-checks.expect_close(adam_predictions["r after Adam"], _r.item(), "Your prediction for r after Adam",
-                    rtol=0, atol=2e-3,
-                    why="A weight decay 100 times smaller still goes through Adam's normalisation: the size "
-                        "of the L2 term is divided away.")
-checks.expect_close(adam_predictions["q after AdamW"], _q.item(), "Your prediction for q after AdamW",
-                    rtol=0, atol=2e-3,
-                    why="AdamW shrinks the weight directly by lr·weight_decay of itself, and with a zero "
-                        "gradient its Adam part has nothing to do (see Hint 2).")
+
+
+def _expect_prediction(value, expected, name, why):
+    # Not checks.expect_close: its message says how far off a number is, which here is the answer.
+    checks.expect(type(value) in (int, float),
+                  f"{name} should be a number (a float), but it is {checks.describe(value)}.")
+    checks.expect(abs(value - expected) <= 2e-3, f"{name} is {value:.6g}, which is not what PyTorch computes. {why}")
+
+
+_expect_prediction(adam_predictions["p after Adam"], _p.item(), "Your prediction for p after Adam",
+                   why="Adam adds weight_decay·p to the gradient and then normalises the sum: on a first "
+                       "step that gives a step of about lr, whatever the size of the gradient (see Hint 1).")
+_expect_prediction(adam_predictions["r after Adam"], _r.item(), "Your prediction for r after Adam",
+                   why="A weight decay 100 times smaller still goes through Adam's normalisation: the size "
+                       "of the L2 term is divided away.")
+_expect_prediction(adam_predictions["q after AdamW"], _q.item(), "Your prediction for q after AdamW",
+                   why="AdamW shrinks the weight directly by lr·weight_decay of itself, and with a zero "
+                       "gradient its Adam part has nothing to do (see Hint 2).")
 checks.expect(type(adam_predictions["fixed-fraction decay"]) is str
               and adam_predictions["fixed-fraction decay"] == "AdamW",
               "Your answer for 'fixed-fraction decay' is not right (write \"Adam\" or \"AdamW\"). Ask which "
@@ -1487,10 +1518,14 @@ with torch.no_grad():
 with checks.seeded(0):
     _first = F.cross_entropy(_head(torch.randn(64, 32, device=checks.DEVICE)),
                              torch.randint(0, 10, (64,), device=checks.DEVICE)).item()
-checks.expect_close(watch_predictions["initial loss"], _first, "Your prediction for the initial loss", rtol=0,
-                    atol=5e-3,
-                    why="Zero logits give each of the 10 classes the same probability, whatever the input; the "
-                        "loss is minus the log of the probability of the right class (see Hint 1).")
+_said = watch_predictions["initial loss"]
+checks.expect(type(_said) in (int, float),
+              f"Your prediction for the initial loss should be a number (a float), but it is {checks.describe(_said)}.")
+# Not checks.expect_close: its message says how far off a number is, which here is the answer.
+checks.expect(abs(_said - _first) <= 5e-3,
+              f"Your prediction for the initial loss is {_said:.6g}, which is not what PyTorch computes. Zero "
+              "logits give each of the 10 classes the same probability, whatever the input; the loss is minus "
+              "the log of the probability of the right class (see Hint 1).")
 for _curve, _lr in [("A", 0.5), ("B", 30.0), ("C", 0.001)]:
     _said = watch_predictions[_curve]
     checks.expect(type(_said) in (int, float) and float(_said) in (0.001, 0.5, 30.0),
@@ -1655,8 +1690,13 @@ _loader = _CountingLoader(torch.utils.data.DataLoader(
     generator=torch.Generator().manual_seed(1)))
 with checks.seeded(1):
     _model = make_digits_model().to(checks.DEVICE)
+    _start = [_q.detach().clone() for _q in _model.parameters()]
     with checks.TrainingSpy(_model) as _spy:
         _history = train_digits(_model, _loader)
+checks.expect(not all(torch.equal(_a, _q.detach()) for _a, _q in zip(_start, _model.parameters())),
+              "After train_digits, the parameters of the model it was given are unchanged: nothing trained "
+              "that model. Train the `model` argument itself, the one the caller will evaluate (not a new "
+              "model built inside train_digits), with a backward pass and an optimizer step for every batch.")
 checks.expect(_loader.passes <= 30,
               f"`train_digits` made {_loader.passes} passes over the training data; the budget is 30 epochs. "
               "Choose a learning rate (and schedule) that gets there sooner.")

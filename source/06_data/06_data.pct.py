@@ -91,6 +91,8 @@ print("digits.images:", digits.images.shape, digits.images.dtype, "| digits.targ
 #   scaled to `[0, 1]` by dividing by 16; `label` an `int64` tensor of shape `()`;
 # - when a `transform` is given, `ds[i]` returns `transform(image)` in place of `image`, calling
 #   it at every access; the label is not transformed;
+# - indexing past the end, `ds[len(ds)]`, raises `IndexError` (indexing a tensor or an array
+#   does that for you);
 # - the arrays passed in are not modified.
 #
 # <details><summary>Hint 1</summary>
@@ -157,7 +159,8 @@ checks.expect_equal(len(_ds), len(digits.target), "The length of DigitsDataset(d
 print("DigitsDataset looks right so far: digit", int(_label), "with", int((_image > 0).sum()), "lit pixels")
 
 # %% role="test" grade_id="test-digits" points=3
-# Hidden tests: every index of a small dataset (values, dtypes, shapes), the end, your inputs left intact, and batching by a DataLoader.
+# Hidden tests: every index of a small dataset (values, dtypes, shapes), the end, your inputs left intact, batching by a
+# DataLoader, and faint images whose pixels never reach 16.
 ### BEGIN HIDDEN TESTS
 _rng = np.random.default_rng(0)
 _N = 37
@@ -220,6 +223,14 @@ for _i in [0, 5, 1796]:
     checks.expect_close(_image, torch.as_tensor(digits.images[_i], dtype=torch.float32)[None] / 16,
                         f"The image of DigitsDataset(digits.images, digits.target)[{_i}]")
     checks.expect(int(_label) == int(digits.target[_i]), f"The label of the real digit {_i} is wrong.")
+_faint = np.full((3, 8, 8), 4.0)  # no pixel reaches 16
+_faint[1, 2, 3] = 8.0
+_image, _label = DigitsDataset(_faint, np.arange(3))[1]
+checks.expect_close(_image, torch.as_tensor(_faint[1], dtype=torch.float32)[None] / 16,
+                    "The image of ds[1] for faint images (no pixel above 8)",
+                    why="Divide by 16, the top of the pixel scale, not by the largest value that happens to be in "
+                        "the array or the image: a pixel's value must not depend on the other pixels, or a "
+                        "validation set would be scaled differently from the training set.")
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-digits-transform" points=2
@@ -748,7 +759,8 @@ _padded, _lengths, _labels = next(iter(torch.utils.data.DataLoader(eager, batch_
 print("A batch of recordings:", tuple(_padded.shape), "with true lengths", _lengths.tolist())
 
 # %% role="test" grade_id="test-collate" points=3
-# Hidden tests: sequences with real zeros in them, batches of different sizes, and data on the grader's device.
+# Hidden tests: sequences with real zeros in them, batches of different sizes, float64 values, and data on the grader's
+# device.
 ### BEGIN HIDDEN TESTS
 _rng = np.random.default_rng(3)
 
@@ -778,6 +790,10 @@ for _lengths in [[3, 7, 2, 5], [4], [6, 6, 6], [1, 9, 4, 4, 2, 8]]:
                   "on a longer sequence.")
     checks.expect_tensor(_len, f"The returned lengths for true lengths {_lengths}", shape=(_B,), dtype=torch.int64,
                          why="Return the true lengths as an int64 tensor, one per sequence.")
+    checks.expect(_len.cpu().tolist() == _lengths or sorted(_len.cpu().tolist()) != sorted(_lengths),
+                  f"For sequences of lengths {_lengths}, lengths is {_len.cpu().tolist()}: pad_collate changed the "
+                  "order of the samples. Keep the order of `batch`, so that row i of padded, lengths[i] and "
+                  "labels[i] all belong to sample i of the batch, as the DataLoader's sampler ordered them.")
     checks.expect(_len.cpu().tolist() == _lengths,
                   f"For sequences of lengths {_lengths}, lengths is {_len.cpu().tolist()}. Return the true "
                   "lengths, measured before padding: once padded, a measured 0.0 and a padding 0.0 cannot be "
@@ -792,6 +808,15 @@ for _lengths in [[3, 7, 2, 5], [4], [6, 6, 6], [1, 9, 4, 4, 2, 8]]:
     checks.expect_tensor(_lab, f"The labels for lengths {_lengths}", shape=(_B,), dtype=torch.int64)
     checks.expect(_lab.cpu().tolist() == [int(_t) for _t in _labs],
                   "The returned labels are not the samples' labels in the order of the batch.")
+
+
+_seqs64 = [torch.tensor([1.5, 0.0, 2.5], dtype=torch.float64, device=checks.DEVICE),
+           torch.tensor([4.0], dtype=torch.float64, device=checks.DEVICE)]
+_out = pad_collate([(_s, torch.tensor(_k, device=checks.DEVICE)) for _k, _s in enumerate(_seqs64)])
+checks.expect_tensor(_out[0], "The padded batch for float64 sequences", dtype=torch.float64, device=checks.DEVICE,
+                     why="padded must have the dtype and the device of the values. Build it from them "
+                         "(values.new_zeros, or pad_sequence): torch.zeros makes float32 on the CPU whatever the "
+                         "data, so a batch of GPU data would silently leave the GPU.")
 
 
 class _Seqs(torch.utils.data.Dataset):
@@ -961,7 +986,8 @@ checks.expect(sorted(_val) != sorted(_split(6, 100)[3]),
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-loaders-train" points=3
-# Hidden tests compare the training batches over two epochs, across seeds and across runs.
+# Hidden tests compare the training batches over two epochs, across seeds and across runs (with other random numbers
+# drawn in between).
 ### BEGIN HIDDEN TESTS
 class _Idx(torch.utils.data.Dataset):  # sample i is the number i
     def __len__(self):
@@ -972,8 +998,9 @@ class _Idx(torch.utils.data.Dataset):  # sample i is the number i
 
 
 def _two_epochs(seed, global_seed):
-    with checks.seeded(global_seed):  # whatever else used the global generator
+    with checks.seeded(global_seed):  # whatever else used the global generator...
         _tl, _vl = make_loaders(_Idx(), batch_size=10, val_fraction=0.25, seed=seed)
+        torch.rand(global_seed)  # ...before and after the loaders were made
         return [[[int(_v) for _v in _b] for _b in _tl] for _epoch in range(2)], _tl
 
 
@@ -1003,7 +1030,9 @@ checks.expect(sorted(int(_tl_rerun.dataset[_j]) for _j in range(len(_tl_rerun.da
 checks.expect(_rerun == _epochs,
               "Two calls with the same seed gave different training batches, because PyTorch's global "
               "generator was in a different state. Give the training loader a seeded generator of its own, "
-              "so the sequence of epochs is reproducible.")
+              "so the sequence of epochs is reproducible. (Seeding the global generator with "
+              "torch.manual_seed inside make_loaders is not enough: anything that draws random numbers "
+              "between making the loader and iterating over it changes the order.)")
 _epochs6, _tl6 = _two_epochs(6, 100)
 checks.expect(_positions(_epochs6[0], _tl6) != _positions(_epochs[0], _tl),
               "Seeds 5 and 6 shuffled the training set in the same way: seed the loader's generator with the "

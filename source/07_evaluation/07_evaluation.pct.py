@@ -436,7 +436,9 @@ checks.expect(not _wrong,
               f"After the with-block, the mode of {', '.join(_wrong)} was not what it was before. On "
               "this mixed model (batch norm frozen in eval mode, the rest training) a single "
               "model.train(...) sets every submodule alike. Record the flag of every module in "
-              "model.modules() and restore each one (Hint 1).")
+              "model.modules() and restore each one (Hint 1). Note that module.train(flag) is recursive "
+              "too: restoring one module with train() resets all the modules below it, so set each "
+              "module's `training` attribute directly.")
 
 _m = _make()
 _m.train()
@@ -973,8 +975,9 @@ checks.expect(type(_r["loss"]) is float,
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-evaluate-values" points=3
-# Hidden tests compare with the whole set evaluated at once, on a loader whose last batch is
-# smaller and on a loader whose sampler covers only part of its dataset.
+# Hidden tests compare with the whole set evaluated at once (with a loss_fn of our own), on a
+# loader whose last batch is smaller and on a loader whose sampler covers only part of its
+# dataset, and watch which device the model's inputs are on when the model lives elsewhere.
 ### BEGIN HIDDEN TESTS
 with checks.seeded(5):
     _m = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.3),
@@ -985,15 +988,15 @@ with checks.seeded(5):
     _X, _Y = torch.randn(103, 6), torch.randint(0, 3, (103,))
 _m.train()
 _ref = copy.deepcopy(_m).eval()
-_loss = nn.CrossEntropyLoss()
+_loss = nn.CrossEntropyLoss(label_smoothing=0.1)   # evaluate must use the loss_fn it is given
 
 
-def _reference(rows):
+def _reference(rows, loss_fn=_loss):
     # the same batches of 16 as the loader, so that round-off cannot differ
     with torch.no_grad():
         logits = torch.cat([_ref(_X[rows][i:i + 16].to(checks.DEVICE)) for i in range(0, len(rows), 16)])
         targets = _Y[rows].to(checks.DEVICE)
-        return _loss(logits, targets).item(), (logits.argmax(1) == targets).float().mean().item()
+        return loss_fn(logits, targets).item(), (logits.argmax(1) == targets).float().mean().item()
 
 
 _ds = TensorDataset(_X, _Y)
@@ -1009,6 +1012,11 @@ checks.expect(abs(_r["loss"] - sum(_means) / len(_means)) > 1e-6 or abs(_r["loss
               "Your evaluate averaged the batch means, so each of the 7 samples of the last batch weighed "
               "as much as 16/7 of a sample. Every sample must count once: weight each batch's mean "
               "loss by its number of samples, and divide the total by the number of samples.")
+_plain = _reference(list(range(103)), nn.CrossEntropyLoss())[0]
+checks.expect(abs(_r["loss"] - _plain) > 1e-5 or abs(_r["loss"] - _want_loss) < 1e-5,
+              "Your evaluate computed a cross-entropy of its own instead of calling the loss_fn it was given "
+              "(here a cross-entropy with label smoothing). Evaluate with the caller's loss function, the "
+              "one the model is trained with, and weight each batch's mean by its number of samples.")
 checks.expect_close(_r["loss"], _want_loss, "The loss from evaluate on 103 samples in batches of 16", rtol=1e-4, atol=1e-6,
                     why="It is the mean loss per sample over everything the loader yields, with the model "
                         "in eval mode.")
@@ -1026,6 +1034,31 @@ checks.expect_close(_r["accuracy"], _want_acc, "The accuracy from evaluate when 
                     rtol=1e-6, atol=1e-9, why="Divide by the number of samples the loader yielded.")
 checks.expect_close(_r["loss"], _want_loss, "The loss from evaluate when the loader covers part of its dataset",
                     rtol=1e-4, atol=1e-6, why="Divide by the number of samples the loader yielded.")
+
+
+class _Seen(BaseException):  # stops evaluate at the first forward pass, once its input is seen
+    pass
+
+
+def _stop(module, args):
+    _devices.append(args[0].device.type)
+    raise _Seen
+
+
+_devices = []
+_meta = nn.Sequential(nn.Linear(6, 3)).to("meta")  # a model elsewhere than its data, as on a GPU
+_handle = _meta.register_forward_pre_hook(_stop)
+try:
+    evaluate(_meta, DataLoader(_ds, batch_size=16), _loss)
+except _Seen:
+    pass
+finally:
+    _handle.remove()
+checks.expect(bool(_devices) and all(_d == "meta" for _d in _devices),
+              f"With the model's parameters on another device than the data (the meta device here, standing "
+              f"in for a GPU), evaluate gave the model its inputs on {', '.join(sorted(set(_devices))) or 'no device'}. Move "
+              "each batch to the device of the model's parameters (next(model.parameters()).device) before "
+              "the forward pass: on a GPU, a model given CPU inputs fails.")
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-predict"
@@ -1087,7 +1120,8 @@ print("labels:   ", y_val[:12].tolist())
 
 # %% role="test" grade_id="test-predict-values" points=3
 # Hidden tests: as many rows per batch as classes, a last batch that is smaller, a model on the
-# grader's device with inputs on the CPU; the batch sizes the model sees are recorded.
+# grader's device with inputs on the CPU, a model on the meta device; the batch sizes and devices
+# the model sees are recorded.
 ### BEGIN HIDDEN TESTS
 def _is_argmax(ids, logits):
     """Each id is the position of its row's largest logit (ties within round-off allowed)."""
@@ -1125,6 +1159,40 @@ for _n, _bs in [(30, 10), (35, 8)]:
     checks.expect(_is_argmax(_ids, _logits),
                   f"The class ids from predict on {_n} rows are not the model's predictions, in the order of "
                   "the rows. Take the argmax of each row's logits and join the chunks in order.")
+
+
+class _Seen(BaseException):  # stops predict when the model gets its input on the wrong device
+    pass
+
+
+def _watch(module, args):
+    _devices.append(args[0].device.type)
+    if args[0].device.type != "meta":
+        raise _Seen
+
+
+_devices = []
+_meta = nn.Sequential(nn.Linear(12, 10)).to("meta")  # a model elsewhere than its data, as on a GPU
+_handle = _meta.register_forward_pre_hook(_watch)
+try:
+    _out = predict(_meta, _inputs[:6], batch_size=4)
+except _Seen:
+    _out = None
+except NotImplementedError as _err:
+    if "meta" not in str(_err):
+        raise
+    _out = None  # predict was copying the ids to the CPU, which a meta tensor (it holds no data) refuses
+finally:
+    _handle.remove()
+checks.expect(_devices and all(_d == "meta" for _d in _devices),
+              f"With the model's parameters on another device than the inputs (the meta device here, standing "
+              f"in for a GPU), predict gave the model its inputs on {', '.join(sorted(set(_devices))) or 'no device'}. "
+              "Move each chunk to the device of the model's parameters before the forward pass.")
+checks.expect(not (type(_out) is torch.Tensor and _out.device.type != "cpu"),
+              f"With the model on another device (the meta device here, standing in for a GPU), predict returned "
+              f"the class ids on {_out.device if type(_out) is torch.Tensor else ''}, not on the CPU. Bring the ids "
+              "back with .cpu(): the code that uses them expects them there, and they no longer hold on to "
+              "accelerator memory.")
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-predict-behaviour" points=3

@@ -245,7 +245,8 @@ for _name in _snap:
 print("snapshot holds", len(_snap), "tensors")
 
 # %% role="test" grade_id="test-snapshot" points=2
-# Hidden tests train the model after the snapshot and check that the snapshot did not move.
+# Hidden tests train the model after the snapshot and check that the snapshot did not move,
+# and take a snapshot of a model on another device than the CPU.
 ### BEGIN HIDDEN TESTS
 from collections import OrderedDict as _OD
 
@@ -289,6 +290,19 @@ with checks.seeded(0):
     for _k, _v in _model.state_dict().items():
         checks.expect(torch.equal(_v, _before[_k]),
                       f"Loading the snapshot back did not restore {_k}.")
+_meta = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8)).to("meta")  # a model elsewhere, as on a GPU
+try:
+    _snap = snapshot(_meta)
+except NotImplementedError as _err:
+    if "meta" not in str(_err):
+        raise
+    _snap = None  # the snapshot copied the tensors to the CPU, which a meta tensor (it holds no data) refuses
+_moved = _snap is None or any(type(_v) is torch.Tensor and _v.device.type != "meta" for _v in _snap.values())
+checks.expect(not _moved,
+              "For a model on another device than the CPU (the meta device here, standing in for a GPU), "
+              "snapshot moved the copies off the model's device. Keep each copy where the model's tensor "
+              "lives: clone() copies on the same device, and load_state_dict then restores without a "
+              "transfer.")
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-files"
@@ -356,7 +370,9 @@ except pickle.UnpicklingError:
 # is labelled with that GPU.)
 #
 # Write the fixed pair in the answer cell:
-# - `save_model(model, path)` writes the model's state (parameters **and** buffers) to `path`;
+# - `save_model(model, path)` writes the model's state (parameters **and** buffers) to `path`:
+#   the `state_dict` itself, not wrapped in another dictionary, which is what code that loads
+#   weights files expects;
 # - `restore_model(path, build_model)` calls `build_model()` once (a function without
 #   arguments that returns a freshly built model, already on the device it should live on),
 #   loads the saved state into that model, and returns it. It must load **safely** (refusing
@@ -473,6 +489,11 @@ with tempfile.TemporaryDirectory() as _tmp, checks.seeded(0):
                              "object (see Hint 1).")
     checks.expect(isinstance(_saved, dict) and all(type(_k) is str for _k in _saved),
                   "The file save_model wrote should hold a dict from names to tensors (a state_dict).")
+    checks.expect(bool(set(_saved) & set(_state)),
+                  f"The file save_model wrote holds a dict with the keys {sorted(_saved)[:4]}, none of them a "
+                  "name of the model's parameters or buffers. Save model.state_dict() itself, not wrapped in "
+                  "another dictionary: that is the form restore_model, and any code that loads weights "
+                  "files, expects.")
     _lost = sorted(set(_state) - set(_saved))
     checks.expect(not [_k for _k in _lost if "running" in _k or "num_batches" in _k],
                   "The saved file has no batch-normalisation running statistics: the buffers are "
@@ -1063,7 +1084,8 @@ with tempfile.TemporaryDirectory() as _tmp, checks.seeded(0):
 
 # %% role="test" grade_id="test-checkpoint-safe" points=2
 # Hidden tests: the checkpoint holds only tensors, numbers and containers, load_checkpoint
-# loads with weights_only=True, and it opens a checkpoint written on a GPU this machine lacks.
+# loads with weights_only=True, and it opens a checkpoint written on a GPU this machine lacks,
+# and one meant for a model on another device than the CPU.
 ### BEGIN HIDDEN TESTS
 from collections import OrderedDict as _OD
 from unittest import mock as _mock
@@ -1132,6 +1154,19 @@ with tempfile.TemporaryDirectory() as _tmp, checks.seeded(0):
                       f"After loading the checkpoint written on {_where}, the model's {_k} is not the "
                       "saved value: load_checkpoint should restore the model's full state, parameters "
                       "and buffers.")
+    _meta_m = nn.Sequential(_OD(  # a model on another device than the CPU, as on a GPU
+        body=nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.2)),
+        head=nn.Linear(8, 3),
+    )).to("meta")
+    try:
+        load_checkpoint(_path, _meta_m, torch.optim.Adam(_meta_m.parameters(), lr=1e-2))
+    except (TypeError, RuntimeError, NotImplementedError) as _err:
+        checks.expect(False, "With the model on another device than the CPU (the meta device here, standing in "
+                             f"for a GPU), load_checkpoint failed ({type(_err).__name__}: "
+                             f"{str(_err).strip().splitlines()[0][:80]}). Load the checkpoint with "
+                             "map_location=\"cpu\", not onto the model's device: the load_state_dict calls "
+                             "copy what they receive to the parameters' device themselves, and "
+                             "torch.set_rng_state accepts only a CPU byte tensor.")
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-resume"
