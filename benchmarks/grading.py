@@ -95,6 +95,8 @@ def course_copy(tmp: Path) -> Path:
 
 
 def run_nbgrader(root: Path, aid: str) -> tuple[float, dict[str, float]]:
+    # nbgrader skips a submission that already has an autograded/ folder: start clean
+    shutil.rmtree(root / "autograded", ignore_errors=True)
     r = subprocess.run([str(BIN / "nbgrader"), "generate_assignment", aid, "--force"], cwd=root,
                        env=env(), capture_output=True, text=True)
     if r.returncode:
@@ -114,6 +116,7 @@ def run_nbgrader(root: Path, aid: str) -> tuple[float, dict[str, float]]:
 
 
 def run_course(root: Path, aid: str, submitted: Path) -> tuple[float, dict[str, float], list[float], int]:
+    shutil.rmtree(root / "autograded", ignore_errors=True)
     db = {"COURSE_DB_URL": f"sqlite:///{root}/course-gradebook.db"}
     r = subprocess.run([str(BIN / "course"), "build", aid], cwd=root, env=env(db), capture_output=True, text=True)
     if r.returncode:

@@ -65,6 +65,42 @@ class Assignment:
                 self.answers_for[grade_id(cell)] = list(group)
                 last_was_test = True
 
+    @property
+    def imports(self) -> list[str]:
+        """Modules the source notebook imports (from any cell that parses as Python): the fork
+        server imports them once per batch instead of every submission importing them."""
+        import ast
+        import importlib.util
+
+        names: set[str] = set()
+        for cell in self.source.cells:
+            if cell.cell_type != "code":
+                continue
+            if "meta" in cell.source:
+                # meta-device code makes torch import its symbolic-shape machinery (and
+                # torch._dynamo) on first use, about 2 s: once per batch, not per student
+                names.update({"torch._dynamo", "torch.fx.experimental.symbolic_shapes"})
+            try:
+                tree = ast.parse(cell.source)
+            except SyntaxError:
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    names.update(a.name for a in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    names.add(node.module)
+        found = []
+        for name in sorted(names):
+            try:
+                if importlib.util.find_spec(name.split(".")[0]) is not None:
+                    found.append(name)
+            except (ImportError, ValueError):
+                pass
+        return found
+
+    def preload(self, profile_preload: list[str]) -> list[str]:
+        return sorted(set(profile_preload) | set(self.imports))
+
     @classmethod
     def load(cls, course: Course, aid: str) -> "Assignment":
         course.check_assignment(aid)

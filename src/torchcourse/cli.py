@@ -193,10 +193,10 @@ def cmd_grade(args) -> int:
     aid = course.check_assignment(args.assignment)
     profile = load_profile(course, args.profile)
     check_device(profile)
-    _start_fork_server(profile)
+    assignment = Assignment.load(course, aid)
+    _start_fork_server(assignment.preload(profile.preload))
     folder = Path(args.submissions) if args.submissions else course.path("submitted")
     submissions = discover(folder, aid)
-    assignment = Assignment.load(course, aid)
     _ensure_built(course, aid)
     if not submissions:
         raise CourseError(f"no submissions of {aid} in {folder} (expected {folder}/<student>/{aid}/{aid}.ipynb)")
@@ -351,11 +351,11 @@ def print_gradebook(records, described: dict[str, str] | None = None) -> None:
     console.print(table)
 
 
-def _start_fork_server(profile) -> None:
+def _start_fork_server(preload: list[str]) -> None:
     """Start the fork server now: it imports torch while this process does its own work."""
     from .runner import fork_server
 
-    fork_server(profile.preload)
+    fork_server(preload)
 
 
 def check_device(profile) -> None:

@@ -45,11 +45,6 @@ import torch.nn
 import torch.nn.functional
 import torch.optim
 import torch.utils.data
-# torch wraps some of its own functions (torch.manual_seed, for one) the first time
-# torch._dynamo is imported, which meta-device and symbolic-shape code does lazily. Import it
-# here, before the fingerprint, so that torch's own change is not taken for tampering.
-import torch._dynamo  # noqa: F401
-import torch.fx.experimental.symbolic_shapes  # noqa: F401
 
 
 def _hook_optimizer_classes() -> None:
@@ -265,7 +260,7 @@ class Fingerprint:
             space = vars(holder) if holder is not None else vars(self.class_by_name[owner])
             if key not in space:
                 found.append(f"{owner}.{key} was deleted")
-            elif space[key] is not value:
+            elif space[key] is not value and not _torch_wraps(space[key], value):
                 found.append(f"{owner}.{key} was replaced")
             if len(found) > 20:
                 break
@@ -275,6 +270,21 @@ class Fingerprint:
             added = set(vars(self.class_by_name[name])) - keys - _CACHES
             found.extend(f"{name}.{key} was added" for key in sorted(added)[:5])
         return found
+
+
+_TORCH_DIR = os.path.join(os.path.dirname(os.path.realpath(torch.__file__)), "")
+
+
+def _torch_wraps(new: Any, old: Any) -> bool:
+    """torch's own wrapper around the original object: torch wraps some of its functions the
+    first time torch._dynamo is imported, which meta-device code does lazily (torch.manual_seed
+    becomes torch._disable_dynamo(torch.manual_seed)). The wrapper's code must live in torch's
+    files and wrap exactly what it replaced: a wrapper written in a notebook cannot qualify,
+    and torch's decorators around the original still behave as the original."""
+    if getattr(new, "__wrapped__", None) is not old:
+        return False
+    code = getattr(new, "__code__", None)
+    return code is not None and os.path.realpath(code.co_filename).startswith(_TORCH_DIR)
 
 
 def _install_audit_hook(channel_fd: int, suspicious: dict[str, str]) -> list[str]:

@@ -222,6 +222,7 @@ def grade_notebook(assignment: Assignment, raw: bytes | NotebookNode, student: s
         return Graded(record, None)
     nb = restored.notebook
     cells = to_cells(nb)
+    profile = dataclasses.replace(profile, preload=assignment.preload(profile.preload))
     run = run_cells(cells, profile, hide=hide, slot=slot, files=assignment.files)
     scores, flags = score(assignment, nb, cells, run)
     record = Record(assignment.id, student, _status(run, flags), reason=run.reason, flags=flags,

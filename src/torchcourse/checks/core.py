@@ -144,10 +144,13 @@ def expect_close(
     rtol: float = 1e-5,
     atol: float = 1e-6,
     why: str = "",
+    show: bool = True,
 ) -> None:
     """Check that `actual` is numerically close to `expected` (numbers or tensors).
 
-    The message reports where and by how much they differ, not the expected values."""
+    The message reports where and by how much they differ, not the expected values. With
+    show=False it does not say by how much either (a prediction the student must not be able
+    to correct from the message)."""
     __tracebackhide__ = True
     if _is_plain_tensor(expected):
         expect_tensor(actual, name, why=why)
@@ -168,9 +171,10 @@ def expect_close(
             count = int((~ok).sum())
             where = f" first at index {tuple(bad)}" if bad else ""
             nan = " It contains NaN." if bool(torch.isnan(a).any()) else ""
+            by = f", by up to {worst:.3g}" if show else ""
             _fail(
                 f"{name} is not close to the expected values: {count} of {a.numel()} entries "
-                f"differ{where}, by up to {worst:.3g}.{nan}",
+                f"differ{where}{by}.{nan}",
                 why,
             )
         return
@@ -181,7 +185,8 @@ def expect_close(
     if a is None:
         _fail(f"{name} should be a number, but it is {describe(actual)}.", why)
     if not math.isclose(a, e, rel_tol=rtol, abs_tol=atol):
-        _fail(f"{name} is {a:.6g}, which is not the expected value (off by {abs(a - e):.3g}).", why)
+        off = f" (off by {abs(a - e):.3g})" if show else ""
+        _fail(f"{name} is {a:.6g}, which is not the expected value{off}.", why)
 
 
 def expect_equal(actual: Any, expected: Any, name: str, *, why: str = "", show: bool = True) -> None:
