@@ -93,9 +93,15 @@ _c.backward()
 checks.expect(predictions["c.requires_grad"] is _c.requires_grad,
               "Your prediction for c.requires_grad is not what PyTorch does. Tracking spreads: a "
               "result computed from any tensor that requires grad also requires grad.")
-checks.expect_close(predictions["a.grad"], _a.grad.item(), "Your prediction for a.grad",
-                    why="Apply the chain rule to a*b + a**2 with respect to a, then substitute the "
-                        "values (see Hint 2).")
+_pa = predictions["a.grad"]
+if type(_pa) is torch.Tensor and _pa.numel() == 1:
+    _pa = _pa.item()
+checks.expect(type(_pa) in (int, float),
+              "Your prediction for a.grad should be a number (a float), the value PyTorch puts in a.grad.")
+checks.expect(abs(_pa - _a.grad.item()) < 1e-6,
+              "Your prediction for a.grad is not the gradient PyTorch computes. Apply the chain rule "
+              "to a*b + a**2 with respect to a (both terms depend on a), then substitute the values "
+              "(see Hint 2).")
 checks.expect(predictions["b.grad"] is None,
               "Your prediction for b.grad is not what PyTorch reports. Only leaves created with "
               "requires_grad=True receive a .grad; for any other tensor it stays None (not 0).")
@@ -127,9 +133,10 @@ checks.expect(predictions["b.grad"] is None,
 #
 # <details><summary>Hint 1</summary>
 #
-# A 0-d tensor can sit in a `while` condition: `while x.abs() < 1:` works. Inside the loop,
-# make a *new* tensor with `x = x * 2`; `x *= 2` would modify a leaf that requires grad in
-# place, which PyTorch refuses.
+# A comparison on a 0-d tensor gives a 0-d boolean tensor, and Python can use it directly as
+# a `while` condition. Mind the *magnitude*: a negative `x` must stop doubling too. Inside the
+# loop, make a *new* tensor rather than modifying `x` in place: an in-place update of a leaf
+# that requires grad is refused by PyTorch.
 # </details>
 #
 # <details><summary>Hint 2</summary>
@@ -177,9 +184,21 @@ def _exact(x):
         k += 1
     return (4 ** k) * x * x, 2 * (4 ** k) * x
 
-for _v in [0.3, -0.05, 1.5, 0.5, -2.0, 0.125, 0.9999]:
+class _StopRunaway(checks.TorchCallCounter):
+    # grow needs a few operations per doubling; thousands mean the loop never ends.
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if self.total > 2000:
+            raise checks.CheckFailure(
+                f"grow({_v}) was still looping after 2000 tensor operations: for this input the "
+                "while loop never ends (each pass also records a node, so the graph grows until "
+                "memory runs out). The loop must stop once the magnitude |x| reaches 1, whatever "
+                "the sign of x.")
+        return super().__torch_function__(func, types, args, kwargs)
+
+for _v in [0.3, 1.5, 0.5, 0.125, 0.9999, -0.05, -2.0]:
     _x = torch.tensor(_v, dtype=torch.float64, requires_grad=True)
-    _y = grow(_x)
+    with _StopRunaway():
+        _y = grow(_x)
     checks.expect_tensor(_y, f"grow({_v})", shape=(), requires_grad=True)
     _value, _slope = _exact(_v)
     checks.expect_close(_y, torch.tensor(_value, dtype=torch.float64), f"grow({_v})", rtol=1e-9, atol=1e-12,
@@ -192,7 +211,7 @@ for _v in [0.3, -0.05, 1.5, 0.5, -2.0, 0.125, 0.9999]:
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-grow-grad" points=2
-# Hidden tests compare your hand-derived grow_grad with the exact derivative.
+# Hidden tests compare your hand-derived grow_grad, run with autograd switched off, with the exact derivative.
 ### BEGIN HIDDEN TESTS
 def _exact(x):
     k = 0
@@ -201,7 +220,20 @@ def _exact(x):
     return (4 ** k) * x * x, 2 * (4 ** k) * x
 
 for _v in [0.3, -0.05, 1.5, 0.5, -2.0, 0.125]:
-    checks.expect_close(grow_grad(_v), _exact(_v)[1], f"grow_grad({_v})", rtol=1e-9, atol=1e-12,
+    with torch.no_grad():  # a derivation by hand does not need autograd
+        try:
+            _g = grow_grad(_v)
+        except RuntimeError as _err:
+            checks.expect("grad" not in str(_err),
+                          f"grow_grad({_v}) failed when autograd was switched off, so it relies on "
+                          "autograd. Derive the derivative by hand instead: count the doublings k, "
+                          "then differentiate 4**k * x**2 with respect to x (see Hint 2).")
+            raise
+        except OverflowError:
+            checks.expect(False, f"grow_grad({_v}) kept counting doublings until the numbers overflowed: "
+                                 "for this input your loop never stops. Count doublings while the "
+                                 "magnitude |x| is below 1, whatever the sign of x.")
+    checks.expect_close(_g, _exact(_v)[1], f"grow_grad({_v})", rtol=1e-9, atol=1e-12,
                         why="Differentiate 4**k * x**2 with respect to x, with k counted by the same "
                             "loop as in grow: k does not change for small changes of x (see Hint 2).")
 ### END HIDDEN TESTS
@@ -297,12 +329,17 @@ for _name, _t in _cases.items():
 # %% role="test" grade_id="test-depth-inputs" points=1
 # Hidden test: your two inputs make grow record graphs of different depth.
 ### BEGIN HIDDEN TESTS
+def _grow(x):  # the reference grow, so that this test judges only your two inputs
+    while x.abs() < 1:
+        x = x * 2
+    return x ** 2
+
 checks.expect(type(shallow_x) in (int, float) and type(deep_x) in (int, float) and shallow_x != 0 and deep_x != 0,
               "shallow_x and deep_x should be non-zero numbers.")
-_ds = checks.graph_depth(grow(torch.tensor(float(shallow_x), requires_grad=True)))
-_dd = checks.graph_depth(grow(torch.tensor(float(deep_x), requires_grad=True)))
+_ds = checks.graph_depth(_grow(torch.tensor(float(shallow_x), requires_grad=True)))
+_dd = checks.graph_depth(_grow(torch.tensor(float(deep_x), requires_grad=True)))
 checks.expect(_dd > _ds,
-              "grow records the same depth (or less) for deep_x as for shallow_x. The loop runs once "
+              "With your two inputs, grow records the same depth (or less) for deep_x as for shallow_x. The loop runs once "
               "per doubling, so an input with a smaller magnitude is doubled more times and records "
               "more nodes.")
 ### END HIDDEN TESTS
@@ -330,9 +367,8 @@ checks.expect(_dd > _ds,
 #
 # <details><summary>Hint 1</summary>
 #
-# Inside the loop, make a fresh leaf for the current value (for example
-# `x = value.detach().clone().requires_grad_(True)`) and run `f(x)` on it. A new forward
-# records a new graph.
+# Inside the loop, make a fresh leaf for the current value: a copy that is cut off from `xs`
+# and asks for gradients. Run `f` on that leaf: a new forward pass records a new graph.
 # </details>
 #
 # <details><summary>Hint 2</summary>
@@ -396,15 +432,28 @@ def _exact(x):
         k += 1
     return (4 ** k) * x * x, 2 * (4 ** k) * x
 
+def _grow(x):  # the reference grow, so that this test judges only derivative_at
+    while x.abs() < 1:
+        x = x * 2
+    return x ** 2
+
 _xs = torch.tensor([0.3, -1.5, 2.0, 0.05], device=checks.DEVICE)
 _before = _xs.clone()
 _fns = {
     "x ** 3": (lambda x: x ** 3, lambda v: 3 * v ** 2),
     "sin(x) * x": (lambda x: torch.sin(x) * x, lambda v: torch.cos(v) * v + torch.sin(v)),
-    "grow": (grow, lambda v: torch.tensor([_exact(float(t))[1] for t in v.cpu()], device=v.device)),
+    "grow": (_grow, lambda v: torch.tensor([_exact(float(t))[1] for t in v.cpu()], device=v.device)),
 }
 for _name, (_f, _df) in _fns.items():
-    _d = derivative_at(_f, _xs)
+    try:
+        _d = derivative_at(_f, _xs)
+    except RuntimeError as _err:
+        checks.expect("more than one value is ambiguous" not in str(_err),
+                      f"derivative_at({_name}, xs) passed several points to f at once, and f needs a "
+                      "single number (its while loop looks at the value). Each point needs a forward "
+                      "pass of its own, on a 0-d leaf, so that autograd records the path taken at "
+                      "that point.")
+        raise
     checks.expect_tensor(_d, f"derivative_at({_name}, xs)", shape=(4,), dtype=torch.float32, device=_xs.device,
                          why="Return a float tensor with one derivative per point, on the device of xs.")
     _want = _df(_xs).to(torch.float32)
@@ -513,7 +562,8 @@ for _cuda, _mps, _want in [(False, False, "cpu"), (True, False, "cuda"), (False,
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-devices" points=2
-# Hidden tests use the "meta" device (shapes without data) to see which device your code uses.
+# Hidden tests use the "meta" device (shapes without data) to see which device your code uses,
+# and look at the distribution of make_batch's samples.
 ### BEGIN HIDDEN TESTS
 _meta = torch.device("meta")
 _b, _touched = checks.devices_touched(make_batch, 5, 7, _meta)
@@ -523,8 +573,24 @@ checks.expect_tensor(_b, "make_batch(5, 7, meta)", shape=(5, 7), dtype=torch.flo
 checks.expect(_touched == {"meta"},
               "make_batch(5, 7, meta) first created data on the CPU and then moved it. Pass device= to "
               "the constructor, so the data is created where it will be used, without a copy.")
+with checks.seeded(0):
+    _big = make_batch(2000, 10, checks.DEVICE)
+checks.expect_tensor(_big, "make_batch(2000, 10, device)", shape=(2000, 10), dtype=torch.float32)
+_big = _big.detach().double().cpu()
+checks.expect(abs(_big.mean().item()) < 0.05 and abs(_big.std().item() - 1) < 0.05 and _big.min().item() < -2,
+              "make_batch's samples do not look like a standard normal distribution (mean 0, standard "
+              "deviation 1, negative values as often as positive ones). Check which random "
+              "constructor you call: some draw uniformly from [0, 1), others from the normal "
+              "distribution.")
 _model = nn.Linear(7, 2, device=_meta)
-_out = run_model(_model, torch.randn(5, 7))
+try:
+    _out = run_model(_model, torch.randn(5, 7))
+except NotImplementedError as _err:
+    checks.expect("meta" not in str(_err),
+                  "run_model tried to move the model (the test's model lives on the meta device, "
+                  "which has no data to copy). Move the input to the model's device instead: the "
+                  "caller chose where the model lives, and moving a large model on every call is slow.")
+    raise
 checks.expect(next(_model.parameters()).device.type == "meta",
               "run_model moved the model. Move the input to the model's device instead: the caller "
               "chose where the model lives, and moving a large model on every call is slow.")

@@ -329,6 +329,13 @@ def broadcast_shape(s1, s2):
 
 
 # %% role="test" grade_id="test-broadcast-sanity" points=1
+for _s1, _s2 in [((4, 3), (3,)), ((2, 1, 5), (4, 1))]:
+    try:
+        broadcast_shape(_s1, _s2)
+    except ValueError:
+        checks.expect(False, f"Your broadcast_shape({_s1}, {_s2}) raised ValueError, but these shapes can be "
+                             "broadcast: line them up from the right; a missing dimension counts as size 1, and a size of 1 "
+                             "stretches to match the other size.")
 checks.expect_equal(broadcast_shape((4, 3), (3,)), (4, 3), "Your broadcast_shape((4, 3), (3,))",
                     why="A (3,) vector added to a (4, 3) matrix is added to every row. Return a tuple of ints.")
 checks.expect_equal(broadcast_shape((2, 1, 5), (4, 1)), (2, 4, 5), "Your broadcast_shape((2, 1, 5), (4, 1))")
@@ -338,9 +345,11 @@ checks.expect_raises(ValueError, broadcast_shape, (2, 3), (3, 2),
 print("broadcast_shape passes the visible examples")
 
 # %% role="test" grade_id="test-broadcast" points=2
-# Hidden tests compare broadcast_shape with PyTorch's own rule on many pairs of shapes.
+# Hidden tests compare broadcast_shape with PyTorch's own rule on many pairs of shapes, and check that it
+# works the rule out in plain Python (without asking PyTorch).
 ### BEGIN HIDDEN TESTS
 import random as _random
+from unittest import mock as _mock
 
 _rng = _random.Random(0)
 _pairs = [((), (2, 3)), ((5, 1, 4), (3, 1)), ((1,), (7,)), ((2, 1), (8, 4, 3)),
@@ -368,6 +377,23 @@ for _s1, _s2 in _pairs:
                       f"Your broadcast_shape({_s1}, {_s2}) raised ValueError, but these shapes can be broadcast. "
                       + _rule)
         checks.expect_equal(_got, _want, f"Your broadcast_shape({_s1}, {_s2})", why=_rule, show=False)
+
+_asked = []
+_real_broadcast_shapes = torch.broadcast_shapes
+def _spy_broadcast_shapes(*shapes):
+    _asked.append(shapes)
+    return _real_broadcast_shapes(*shapes)
+
+with _mock.patch.object(torch, "broadcast_shapes", _spy_broadcast_shapes), checks.TorchCallCounter() as _counter:
+    for _s1, _s2 in _pairs[:8]:
+        try:
+            broadcast_shape(_s1, _s2)
+        except ValueError:
+            pass
+checks.expect(not _asked and _counter.total == 0,
+              "Your broadcast_shape asks PyTorch for the answer (torch.broadcast_shapes, or tensors made to be "
+              "broadcast). The exercise asks you to apply the rule yourself, in plain Python, on the tuples: "
+              + _rule[0].lower() + _rule[1:])
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-mse"
@@ -391,8 +417,8 @@ for _s1, _s2 in _pairs:
 #
 # <details><summary>Hint 2</summary>
 #
-# Give both tensors the same one-dimensional shape before subtracting: `.reshape(-1)`
-# works whichever of the two shapes each one has.
+# Give both tensors the same one-dimensional shape before subtracting. The end of section 2
+# names an operation that flattens a tensor whatever its shape.
 # </details>
 
 # %% role="locked" grade_id="mse-broken"
@@ -708,6 +734,10 @@ _rows = _big[1:4]
 _ret = normalise_rows_(_rows)
 checks.expect(torch.equal(_big[0], _before[0]) and torch.equal(_big[4], _before[4]),
               "Your normalise_rows_(big[1:4]) changed rows of big outside the view it was given.")
+if torch.allclose(_big[1:4], _before[1:4] / torch.linalg.vector_norm(_before[1:4], dim=-1), rtol=1e-4, atol=1e-5):
+    checks.expect(False, "Your normalise_rows_ divided by lengths that lost their dimension: without keepdim=True "
+                         "the (3,) lengths of a (3, 3) tensor line up with the last axis, so entry [i, j] was "
+                         "divided by the length of row j instead of row i. Keep the reduced dimension.")
 checks.expect_close(_big[1:4], _before[1:4] / torch.linalg.vector_norm(_before[1:4], dim=-1, keepdim=True),
                     "The view big[1:4], after normalise_rows_(big[1:4]),",
                     why="big[1:4] is a view: it shares big's storage, so an in-place operation on it writes into "
@@ -1140,6 +1170,9 @@ _cases = [
      "Both are windows onto x's storage, though neither was made from the other, and their first entries "
      "sit at different addresses. Compare where the storages begin."),
     ("x and x.T", _x, _x.T, True, "A transpose is a view of the same storage."),
+    ("x[0] and x[2] (two views of one base that do not overlap)", _x[0], _x[2], True,
+     "Both are windows onto x's storage, even though no entry belongs to both: sharing storage is about "
+     "the memory block the tensors read from, not about overlapping entries. Compare where the storages begin."),
     ("two tensors made by torch.from_numpy from one array", torch.from_numpy(_arr), torch.from_numpy(_arr), True,
      "Both read the NumPy array's memory, yet neither is the other's _base: only comparing storages finds it."),
     ("x and x[[0, 2]]", _x, _x[[0, 2]], False, "Advanced indexing copies the selected rows into new storage."),
@@ -1276,7 +1309,8 @@ _b = torch.tensor([[3.0, 4.0], [0.0, 0.0], [1.0, 1.0]], device=checks.DEVICE)
 _out = pairwise_distances(_a, _b)
 checks.expect_tensor(_out, "Your pairwise_distances(a, b) for a (2, 2), b (3, 2)", shape=(2, 3),
                      why="One distance for every pair (a[i], b[j]).")
-checks.expect_close(_out[0, 0], 5.0, "the distance between (0, 0) and (3, 4)")
+checks.expect_close(_out[0, 0], 5.0, "The distance between (0, 0) and (3, 4)",
+                    why="A Euclidean distance is the square root of the summed squared differences.")
 print("pairwise_distances returns", checks.describe(_out))
 
 # %% role="test" grade_id="test-pairwise" points=3
@@ -1302,13 +1336,14 @@ for _N, _M, _D in [(4, 6, 3), (5, 5, 2), (1, 7, 4), (8, 3, 1)]:
                         why="Entry [i, j] is the square root of the sum over features of (a[i] - b[j]) squared.")
 with checks.seeded(2):
     _small = (torch.randn(4, 3, device=_dev), torch.randn(6, 3, device=_dev))
-    _large = (torch.randn(40, 3, device=_dev), torch.randn(60, 3, device=_dev))
+    _large = (torch.randn(40, 8, device=_dev), torch.randn(60, 8, device=_dev))
 _, _count_small = checks.count_torch_calls(pairwise_distances, *_small)
 _, _count_large = checks.count_torch_calls(pairwise_distances, *_large)
 checks.expect(_count_large.total <= _count_small.total + 2,
-              f"Your pairwise_distances made {_count_small.total} torch calls for 4 × 6 points but {_count_large.total} "
-              "for 40 × 60: the number of calls grows with the input, the mark of a Python loop over points. "
-              "Let broadcasting pair every a[i] with every b[j] in one expression.")
+              f"Your pairwise_distances made {_count_small.total} torch calls for 4 × 6 points of 3 features but "
+              f"{_count_large.total} for 40 × 60 points of 8 features: the number of calls grows with the input, "
+              "the mark of a Python loop (over points or over features). Let broadcasting pair every a[i] with "
+              "every b[j] in one expression, and reduce over the features in one call.")
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-summary"

@@ -313,6 +313,12 @@ for _in, _hidden, _out, _act in [(3, [], 2, nn.ReLU), (5, [7], 4, nn.Tanh), (6, 
                   f"The Linear layers of {_desc} have (in, out) sizes {_sizes}: consecutive layers "
                   "should chain from in_features through each hidden width to out_features.")
     _acts = [m for m in _model.modules() if type(m) is _act]
+    _uses = [m for _, m in _model.named_modules(remove_duplicate=False) if type(m) is _act]
+    checks.expect(len(_acts) == len(_hidden) or len(_uses) != len(_hidden),
+                  f"{_desc} reuses one {_act.__name__} object at every position ({len(_uses)} positions, "
+                  f"{len(_acts)} distinct module). The specification asks for one activation module per "
+                  "position, each made by calling activation(): an activation with parameters of its own "
+                  "(nn.PReLU, say) would otherwise share them across layers.")
     checks.expect(len(_acts) == len(_hidden),
                   f"{_desc} contains {len(_acts)} {_act.__name__} modules: there should be one after "
                   "every Linear except the last (the output is raw scores), each made by calling "
@@ -825,6 +831,10 @@ with checks.seeded(0):
     _ref.center.normal_()
 _keys, _want = set(_net.state_dict()), set(_ref.state_dict())
 _missing = _want - _keys
+checks.expect("center" not in _missing or "center" not in dict(_net.named_buffers()),
+              "The tensor center is a buffer, but not in MultiHead's state_dict, so the stored mean would be lost on "
+              "saving: persistent=False keeps a buffer out of the state_dict, which is only for things "
+              "that are cheap to rebuild. The training set's mean must be saved with the model.")
 checks.expect("center" not in _missing,
               "'center' is not in MultiHead's state_dict, so the stored mean would be lost on saving. A "
               "plain tensor attribute is not part of the module's state: use self.register_buffer.")
@@ -1121,7 +1131,15 @@ checks.expect(_changed == ["head.bias", "head.weight"],
 # a dotted path into a ModuleDict
 with checks.seeded(2):
     _net = _Net().to(checks.DEVICE)
-_check_flags(_net, "heads.digit", freeze_all_but_head(_net, "heads.digit"))
+try:
+    _names = freeze_all_but_head(_net, "heads.digit")
+except AttributeError as _err:
+    checks.expect("heads.digit" not in str(_err),
+                  "freeze_all_but_head(model, 'heads.digit') raised AttributeError, though the model has that "
+                  "submodule: a dotted path names a submodule of a submodule, and getattr follows one level "
+                  "only. Follow the whole path through the module tree (see Hint 1).")
+    raise
+_check_flags(_net, "heads.digit", _names)
 # a name that is not there
 with checks.seeded(3):
     _net = _Net().to(checks.DEVICE)
