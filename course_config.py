@@ -46,7 +46,6 @@ c.GenerateSolution.preprocessors = [
 
 # --- stock `nbgrader autograde` (course grade uses its own executor; see README) ------------
 c.Execute.timeout = 120  # seconds per cell
-c.Execute.allow_errors = True
 # Stock nbgrader zeroes a passing test cell that printed anything to stderr (a warning, a
 # progress bar). This preprocessor, placed before SaveAutoGrades, drops stderr from test cells.
 c.Autograde.autograde_preprocessors = [

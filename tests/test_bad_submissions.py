@@ -269,8 +269,11 @@ def catalogue(ctx: dict) -> list[Kind]:
         # --- runs too long, too big, or dies -----------------------------------------------------
         Kind("endless loop", "`while True: pass` in a cell", lambda c: with_cell("while True:\n    pass"),
              "timed_out", "ran longer than 4 s", BEFORE_POINTS, kept=True),
-        Kind("endless loop in a test", "graph_depth never returns",
+        Kind("endless loop in a test", "graph_depth never returns: its tests fail, the rest are graded",
              lambda c: with_answer("graph-depth", "def graph_depth(t):\n    while True:\n        pass"),
+             "graded", "did not finish in 3.2 s", FULL - 3),
+        Kind("endless loop that swallows the timeout", "graph_depth loops and catches every exception",
+             lambda c: with_answer("graph-depth", "def graph_depth(t):\n    while True:\n        try:\n            while True:\n                pass\n        except BaseException:\n            pass"),
              "timed_out", "cell test-graph-depth-sanity ran longer", BEFORE_POINTS, kept=True),
         Kind("sleeps forever", "`time.sleep(10**6)`", lambda c: with_cell("import time\ntime.sleep(10**6)"),
              "timed_out", "ran longer than 4 s", BEFORE_POINTS, kept=True),

@@ -30,6 +30,7 @@ import io
 import json
 import linecache
 import os
+import signal
 import struct
 import sys
 import threading
@@ -388,6 +389,10 @@ class Executor:
     def __init__(self, channel: Channel, limits: dict) -> None:
         self.channel = channel
         self.output_limit = int(limits.get("max_output_chars", 256 * 1024))
+        # A test gets a soft deadline below the grader's hard one: an endless loop in the code a
+        # test calls fails that test, and grading goes on with the next cell.
+        self.test_seconds = float(limits.get("test_timeout_s", 0) or 0)
+        signal.signal(signal.SIGALRM, _on_alarm)
         self.module = types.ModuleType("__main__")
         self.module.__dict__["__builtins__"] = builtins
         sys.modules["__main__"] = self.module
@@ -527,7 +532,17 @@ class Executor:
         sys.stdout, sys.stderr = self.stdout, self.stderr
         try:
             code = self._compile(source, filename, "exec", dont_inherit=True, optimize=0)
-            self._exec(code, g)
+            if self.test_seconds:
+                signal.setitimer(signal.ITIMER_REAL, self.test_seconds)
+            try:
+                self._exec(code, g)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        except TestTimeout:
+            return {"status": "error",
+                    "message": f"This test did not finish in {self.test_seconds:g} s. The code it calls may "
+                               "loop forever (a stopping condition that never becomes true?) or do far "
+                               "more work than the task needs."}
         except AssertionError as err:
             text = str(err).strip() or "A check in this test failed (it gives no message)."
             return {"status": "fail", "message": _short(text)}
@@ -565,6 +580,15 @@ class Executor:
         return {"event": "done", "verdict": verdict, "tampered": tampered,
                 "audit": list(self.audit_log), "outputs": self._outputs(),
                 "seconds": round(time.perf_counter() - started, 4)}
+
+
+class TestTimeout(BaseException):
+    """Raised inside a test that runs past its soft deadline. A BaseException, so that student
+    code's `except Exception` does not swallow it."""
+
+
+def _on_alarm(signum, frame) -> None:
+    raise TestTimeout
 
 
 def _is_out_of_memory(err: BaseException) -> bool:

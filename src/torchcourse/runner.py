@@ -250,7 +250,8 @@ def run_cells(
                             profile.max_processes) if profile.sandbox != "off" else None)
     spec = dataclasses.asdict(sandbox_spec(profile, hide, slot))
     spec["cgroup_procs"] = cgroup.procs_files if cgroup else []
-    limits = {"max_output_chars": profile.max_output_kb * 1024}
+    limits = {"max_output_chars": profile.max_output_kb * 1024,
+              "test_timeout_s": round(profile.cell_timeout_s * 0.8, 3)}  # soft, inside the executor
     args = dict(sandbox=spec, limits=limits, env=child_env(profile), files=files or {},
                 threads=profile.threads_per_worker)
     try:

@@ -58,9 +58,6 @@ DEVICE = device()
 def _fail(message: str, why: str = "") -> None:
     __tracebackhide__ = True  # IPython hides this frame from the student's traceback
     text = message.strip()
-    first = text.split(" ", 1)[0]
-    if first.isalpha() and first.islower():  # a sentence, not code such as grow_grad(0.3)
-        text = text[:1].upper() + text[1:]
     if why:
         text = f"{text} {why.strip()}"
     raise CheckFailure(text)
@@ -81,7 +78,9 @@ def describe(value: Any) -> str:
         shape = tuple(value.shape)
         kind = "Parameter" if _type(value) is _Parameter else "tensor"
         grad = ", requires_grad=True" if value.requires_grad else ""
-        return f"a {str(value.dtype).replace('torch.', '')} {kind} of shape {shape} on {value.device}{grad}"
+        dtype = str(value.dtype).replace("torch.", "")
+        article = "an" if dtype[:1] in "aeiou" else "a"  # an int64, a float32
+        return f"{article} {dtype} {kind} of shape {shape} on {value.device}{grad}"
     if _isinstance(value, torch.Tensor):
         return f"a tensor subclass {_type(value).__name__!s} (the test needs a plain torch.Tensor)"
     if value is None:

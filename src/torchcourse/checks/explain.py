@@ -63,6 +63,20 @@ _EXPLANATIONS: list[tuple[str, str]] = [
      "Your code tried to read the values of a tensor on the meta device (which has shapes but no "
      "data). The test uses meta tensors to check that your code keeps data on the device it was "
      "given instead of moving it."),
+    (r"'nonetype' object has no attribute '(zero_|data|add_|mul_|sub_|copy_|item|clone)'",
+     "A parameter's .grad is None until a backward pass fills it (and after "
+     "zero_grad(set_to_none=True)). Check `if p.grad is not None` before using it, or clear "
+     "gradients by setting .grad to None."),
+    (r"save_for_backward can only save variables",
+     "ctx.save_for_backward takes tensors only (inputs or outputs of forward). Keep other "
+     "values, such as numbers or flags, as attributes on ctx."),
+    (r"returned a gradient different than none at position|returned an incorrect number of gradients|expected \d+ gradients? but got",
+     "backward must return one gradient per argument of forward, in the same order, with None "
+     "for every argument that is not a tensor requiring grad (a number, a flag)."),
+    (r"int too large to convert to float|overflowerror",
+     "A number grew past the largest float. A loop that keeps multiplying usually means its "
+     "stopping condition never becomes true: check it for negative inputs too (compare "
+     "magnitudes with abs())."),
     (r"can't call numpy\(\) on tensor that requires grad",
      "A tensor that is part of the autograd graph cannot become a NumPy array directly. Call "
      ".detach() first (and .cpu() if it lives on a GPU), knowing that this ends gradient flow."),
