@@ -50,6 +50,7 @@ class Assignment:
             elif role(cell) == "test" and heading:
                 self.exercise[grade_id(cell)] = heading
         self.total = sum(self.max_points.values())
+        self.imports = self._imports()
         # Which answer cells each test depends on: those since the previous group of tests.
         self.answers_for: dict[str, list[str]] = {}
         group: list[str] = []
@@ -65,10 +66,11 @@ class Assignment:
                 self.answers_for[grade_id(cell)] = list(group)
                 last_was_test = True
 
-    @property
-    def imports(self) -> list[str]:
+    def _imports(self) -> list[str]:
         """Modules the source notebook imports (from any cell that parses as Python): the fork
-        server imports them once per batch instead of every submission importing them."""
+        server imports them once per batch instead of every submission importing them.
+        Computed once, at load: ast.parse is not thread-safe in CPython 3.11 (concurrent calls
+        can raise "SystemError: AST constructor recursion depth mismatch")."""
         import ast
         import importlib.util
 
@@ -99,6 +101,7 @@ class Assignment:
         return found
 
     def preload(self, profile_preload: list[str]) -> list[str]:
+        """The fork server's preload for this assignment: the profile's and the notebook's."""
         return sorted(set(profile_preload) | set(self.imports))
 
     @classmethod
