@@ -230,7 +230,7 @@ def grow_grad(x):
 
 
 def catalogue(ctx: dict) -> list[Kind]:
-    root, db, port, other = ctx["root"], ctx["db"], ctx["port"], ctx["other_release"]
+    db, port, other = ctx["db"], ctx["port"], ctx["other_release"]
     secret = [str(ROOT / "source" / AID / f"{AID}.ipynb"), str(ROOT / "solutions" / AID / f"{AID}.ipynb"),
               db, str(ROOT / "course_config.py"), str(ROOT / "graders" / "cpu.toml"),
               str(ROOT / "src" / "torchcourse" / "grading.py"),

@@ -2,7 +2,6 @@
 changes nothing, nothing secret leaks into release/, and the sources are consistent."""
 from __future__ import annotations
 
-import json
 import re
 
 import pytest

@@ -3,7 +3,6 @@ submissions, exports, feedback, and one clear line (and nothing written) for bad
 from __future__ import annotations
 
 import json
-import shutil
 
 import nbformat
 import pytest

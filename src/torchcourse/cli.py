@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .config import CourseError, load_course
+from .grading import MARKS
 
 DESCRIPTION = """\
 Build, grade and check the PyTorch course. Run it from the course root (the folder with
@@ -52,7 +53,6 @@ def cmd_twin(args) -> int:
     return 0
 
 
-MARKS = {"pass": "✓", "fail": "✗", "error": "✗", "not_attempted": "·", "not_run": "-", "flagged": "!"}
 
 
 def _fmt(x: float) -> str:

@@ -16,10 +16,9 @@ from nbconvert.filters.markdown import markdown2html
 
 from .assignment import Assignment
 from .config import Course
-from .grading import Record
+from .grading import MARKS, Record
 from .notebooks import NotebookError, grade_id, read_notebook, role
 
-MARKS = {"pass": "✓", "fail": "✗", "error": "✗", "not_attempted": "·", "not_run": "–", "flagged": "!"}
 _ALLOWED_TAGS = sorted(set(bleach.sanitizer.ALLOWED_TAGS) | {"p", "pre", "code", "h1", "h2", "h3", "h4",
                                                               "details", "summary", "br", "hr", "table",
                                                               "tr", "td", "th", "thead", "tbody", "img", "span"})

@@ -28,6 +28,8 @@ from .notebooks import NotebookError, grade_id, parse_notebook, role, write_note
 from .runner import Cell, RunResult, run_cells
 
 STATUSES = ("graded", "flagged", "timed_out", "out_of_memory", "crashed", "invalid")
+# How a test cell's outcome is marked wherever a list of them is shown.
+MARKS = {"pass": "✓", "fail": "✗", "error": "✗", "not_attempted": "·", "not_run": "–", "flagged": "!"}
 
 
 @dataclasses.dataclass
@@ -97,6 +99,12 @@ def discover(folder: Path, aid: str) -> list[Submission]:
 
 def _not_run(assignment: Assignment, gid: str, reason: str) -> CellScore:
     return CellScore(0.0, assignment.max_points[gid], "not_run", f"Not run: {reason}.")
+
+
+def unrun(assignment: Assignment, student: str, status: str, reason: str) -> "Record":
+    """The record of a submission none of whose cells ran (invalid, or the grader failed)."""
+    return Record(assignment.id, student, status, reason=reason,
+                  cells={gid: _not_run(assignment, gid, reason) for gid in assignment.tests})
 
 
 def score(assignment: Assignment, nb: NotebookNode, cells: list[Cell], run: RunResult) -> tuple[dict[str, CellScore], list[str]]:
@@ -216,10 +224,7 @@ def grade_notebook(assignment: Assignment, raw: bytes | NotebookNode, student: s
         submitted = raw if isinstance(raw, NotebookNode) else parse_notebook(raw, "the submission")
         restored = restore(assignment, submitted)
     except (NotebookError, InvalidSubmission) as err:
-        record = Record(assignment.id, student, "invalid", reason=str(err),
-                        cells={gid: CellScore(0.0, assignment.max_points[gid], "not_run", f"Not run: {err}.")
-                               for gid in assignment.tests})
-        return Graded(record, None)
+        return Graded(unrun(assignment, student, "invalid", str(err)), None)
     nb = restored.notebook
     cells = to_cells(nb)
     profile = dataclasses.replace(profile, preload=assignment.preload(profile.preload))
@@ -403,9 +408,7 @@ def grade_batch(
                     raise OSError(f"it is {size / 1e6:.0f} MB, over the {profile.max_notebook_mb} MB limit")
                 raw = sub.path.read_bytes()
             except OSError as err:
-                return Graded(Record(assignment.id, sub.student, "invalid", reason=f"the notebook cannot be graded: {err}",
-                                     cells={g: CellScore(0.0, assignment.max_points[g], "not_run", "Not run.")
-                                            for g in assignment.tests}), None)
+                return Graded(unrun(assignment, sub.student, "invalid", f"the notebook cannot be graded: {err}"), None)
             return grade_notebook(assignment, raw, sub.student, profile, hide=hide, slot=slot)
         finally:
             slots.release(slot)
@@ -418,10 +421,8 @@ def grade_batch(
             try:
                 graded = future.result()
             except Exception as err:  # a grader bug must not stop the batch
-                graded = Graded(Record(assignment.id, sub.student, "crashed",
-                                       reason=f"internal grader error: {type(err).__name__}: {err}",
-                                       cells={g: CellScore(0.0, assignment.max_points[g], "not_run", "Not run.")
-                                              for g in assignment.tests}), None)
+                graded = Graded(unrun(assignment, sub.student, "crashed",
+                                      f"internal grader error: {type(err).__name__}: {err}"), None)
             out_dir = output_root / "autograded" / sub.student / assignment.id
             if graded.notebook is not None:
                 write_notebook(graded.notebook, out_dir / f"{assignment.id}.ipynb")

@@ -125,15 +125,7 @@ def isolate(spec: SandboxSpec) -> str:
     pid = os.fork()
     if pid == 0:
         return kind
-    # Outer process: hold nothing, wait, pass the status on.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for fd in range(3, 1024):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    _, status = os.waitpid(pid, 0)
-    os._exit(os.waitstatus_to_exitcode(status) & 0xFF if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+    _wait_and_pass_on(pid)  # the outer process holds nothing and only waits
 
 
 # --- filesystem, identity, limits ---------------------------------------------------------
@@ -233,6 +225,13 @@ def _become_init() -> None:
     if child == 0:
         return
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    _wait_and_pass_on(child)
+
+
+def _wait_and_pass_on(child: int) -> None:
+    """Close every descriptor, reap whatever exits (an init must), and exit with the child's
+    status (128 + signal when it was killed). Never returns."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for fd in range(3, 1024):
         try:
             os.close(fd)
@@ -243,8 +242,6 @@ def _become_init() -> None:
             pid, status = os.wait()
         except ChildProcessError:
             os._exit(0)
-        except InterruptedError:
-            continue
         if pid == child:
             os._exit(os.waitstatus_to_exitcode(status) & 0xFF if os.WIFEXITED(status)
                      else 128 + os.WTERMSIG(status))
@@ -377,25 +374,6 @@ class Cgroup:
                 os.rmdir(d)
             except OSError:
                 pass
-
-
-def probe(mode: str) -> str:
-    """Which isolation this machine offers, tried in a throwaway child: "namespaces",
-    "user-namespace" or "none"."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        try:
-            kind = isolate(SandboxSpec(mode="best-effort"))
-            os.write(w, kind.encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    data = os.read(r, 100).decode() or "none"
-    os.close(r)
-    os.waitpid(pid, 0)
-    return data
 
 
 def python_prefixes() -> list[str]:

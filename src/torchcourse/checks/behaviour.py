@@ -14,7 +14,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves as _tree_leaves
 
-from .core import CheckFailure, _fail, _is_plain_tensor
+from .core import _fail, _is_plain_tensor
 
 _gradcheck = torch.autograd.gradcheck
 _no_grad = torch.no_grad
