@@ -112,6 +112,32 @@ def test_feedback_pages_show_messages_not_hidden_tests(graded_class):
     assert "invalid" in corrupt and "not valid JSON" in corrupt
 
 
+def test_grade_a_zip_of_submissions(course_copy, tmp_path):
+    import zipfile
+    env = {"COURSE_DB_URL": f"sqlite:///{tmp_path}/gb.db"}
+    assert run(["course", "build", AID], cwd=course_copy, env=env).returncode == 0
+    archive = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(ROOT / "solutions" / AID / f"{AID}.ipynb", f"submitted/amy/{AID}/{AID}.ipynb")
+        zf.write(ROOT / "release" / AID / f"{AID}.ipynb", f"submitted/bob/{AID}/{AID}.ipynb")
+    result = run(["course", "grade", AID, "--submissions", str(archive)], cwd=course_copy, env=env)
+    assert result.returncode == 0, result.stderr
+    rows = {r["student"]: r for r in json.loads(run(["course", "export", AID, "--format", "json"],
+                                                     cwd=course_copy, env=env).stdout)}
+    assert rows["amy"]["score"] == 22 and rows["bob"]["score"] == 0
+
+
+def test_grade_refuses_a_zip_with_unsafe_paths(course_copy, tmp_path):
+    import zipfile
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../../escaped.txt", "x")
+    before = tree(course_copy)
+    _one_line_error(run(["course", "grade", AID, "--submissions", str(archive)], cwd=course_copy,
+                        env={"COURSE_DB_URL": f"sqlite:///{tmp_path}/gb.db"}), "unsafe path")
+    assert tree(course_copy) == before and not (tmp_path.parent / "escaped.txt").exists()
+
+
 # --- bad input: one clear line, a non-zero exit, nothing written ------------------------------
 
 def _one_line_error(result, phrase):

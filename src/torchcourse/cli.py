@@ -196,6 +196,12 @@ def cmd_grade(args) -> int:
     assignment = Assignment.load(course, aid)
     _start_fork_server(assignment.preload(profile.preload))
     folder = Path(args.submissions) if args.submissions else course.path("submitted")
+    if folder.is_file():  # a zip of the submitted/ layout
+        import tempfile
+
+        from .grading import unpack_zip
+        unpacked = tempfile.TemporaryDirectory(prefix="submissions-")
+        folder = unpack_zip(folder, Path(unpacked.name), aid)
     submissions = discover(folder, aid)
     _ensure_built(course, aid)
     if not submissions:
@@ -391,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Grade every submission laid out as DIR/<student>/<ID>/<ID>.ipynb, "
                                    "each in its own sandboxed process, into autograded/ and the gradebook.")
     p.add_argument("assignment", metavar="ID")
-    p.add_argument("--submissions", metavar="DIR", help="folder of submissions (default: submitted/)")
+    p.add_argument("--submissions", metavar="DIR", help="folder (or zip) of submissions (default: submitted/)")
     p.add_argument("--workers", type=int, metavar="N", help="parallel submissions (default: what cores and memory allow)")
     p.add_argument("--profile", metavar="NAME", help="grader profile in graders/ (default: the course's)")
     p.set_defaults(func=cmd_grade)

@@ -83,6 +83,38 @@ class Record:
 
 # --- finding submissions --------------------------------------------------------------------
 
+ZIP_MAX_MEMBERS = 20000
+ZIP_MAX_BYTES = 4 * 1024**3
+
+
+def unpack_zip(archive: Path, into: Path, aid: str) -> Path:
+    """Unpack a zip of submissions (<student>/<id>/<id>.ipynb, optionally under one top
+    folder such as submitted/) and return the folder that holds the student folders.
+    Refuses, before writing anything, members with absolute or '..' paths, links, and archives
+    that would unpack to more than ZIP_MAX_MEMBERS files or ZIP_MAX_BYTES bytes."""
+    import zipfile
+
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise CourseError(f"{archive} is not a readable zip file ({err})") from None
+    with zf:
+        members = zf.infolist()
+        if len(members) > ZIP_MAX_MEMBERS:
+            raise CourseError(f"{archive} holds {len(members)} files (more than {ZIP_MAX_MEMBERS})")
+        if sum(m.file_size for m in members) > ZIP_MAX_BYTES:
+            raise CourseError(f"{archive} would unpack to more than {ZIP_MAX_BYTES // 1024**3} GB")
+        for m in members:
+            parts = Path(m.filename).parts
+            is_link = (m.external_attr >> 16) & 0o170000 == 0o120000
+            if m.filename.startswith(("/", "\\")) or ".." in parts or is_link:
+                raise CourseError(f"{archive} holds an unsafe path: {m.filename!r}")
+        zf.extractall(into)
+    tops = [p for p in into.iterdir() if p.is_dir() and not p.name.startswith((".", "__MACOSX"))]
+    if not any(into.glob(f"*/{aid}/{aid}.ipynb")) and len(tops) == 1:
+        return tops[0]  # one top folder (submitted/, say) around the student folders
+    return into
+
 def discover(folder: Path, aid: str) -> list[Submission]:
     """Submissions laid out as <folder>/<student>/<aid>/<aid>.ipynb, sorted by student."""
     if not folder.is_dir():
