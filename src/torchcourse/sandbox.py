@@ -139,14 +139,26 @@ def _nested(paths: list[str]) -> list[str]:
     return out
 
 
+SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
 def _hide_and_keep(spec: SandboxSpec) -> None:
+    """Hide private folders, give the submission empty scratch folders of its own, then bind
+    back (read-only) what must stay visible under either, such as a Python installation that
+    lives under the course root or under /tmp."""
     hidden = _nested(spec.hide)
-    keep = [k for k in _nested(spec.keep)
-            if any(k == h or k.startswith(h.rstrip("/") + "/") for h in hidden)]
+    scratch = [d for d in SCRATCH_DIRS if os.path.isdir(d)]
+    keep = [k for k in _nested(spec.keep) if any(_inside(k, h) for h in hidden + scratch)]
     # Open what we keep before it disappears; bind it back by file descriptor afterwards.
     handles = [(k, os.open(k, os.O_PATH | os.O_DIRECTORY)) for k in keep]
     for h in hidden:
         _mount("tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    for d in scratch:
+        _mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec.scratch_mb}m,mode=1777")
     for k, fd in handles:
         os.makedirs(k, exist_ok=True)
         _mount(f"/proc/self/fd/{fd}", k, None, MS_BIND | MS_REC)
@@ -188,10 +200,6 @@ def confine(spec: SandboxSpec, kind: str) -> None:
         _mount(None, "/", None, MS_REC | MS_PRIVATE)
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         _hide_and_keep(spec)
-        _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec.scratch_mb}m,mode=1777")
-        for extra in ("/var/tmp", "/dev/shm"):
-            if os.path.isdir(extra):
-                _mount("tmpfs", extra, "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec.scratch_mb}m,mode=1777")
     os.makedirs(spec.workdir, exist_ok=True)
     if kind != "none":
         if kind == "namespaces":
