@@ -30,7 +30,8 @@ from torchcourse.grading import Gradebook, Submission, grade_batch, grade_notebo
 from torchcourse.mistakes import apply, load_catalogue
 from torchcourse.notebooks import grade_id, read_notebook
 
-pytestmark = pytest.mark.slow
+# Some kinds are deliberately malformed notebooks: nbformat warns while writing them.
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::nbformat.warnings.DuplicateCellId")]
 AID = "01_introduction"
 MIDDLE = "test-grow-grad"       # bad cells go right after this test cell...
 BEFORE_POINTS = 9               # ...so the tests up to it (3 + 1 + 3 + 2 points) must keep their points
@@ -229,13 +230,17 @@ def grow_grad(x):
 """
 
 
-def catalogue(ctx: dict) -> list[Kind]:
-    db, port, other = ctx["db"], ctx["port"], ctx["other_release"]
-    secret = [str(ROOT / "source" / AID / f"{AID}.ipynb"), str(ROOT / "solutions" / AID / f"{AID}.ipynb"),
-              db, str(ROOT / "course_config.py"), str(ROOT / "graders" / "cpu.toml"),
-              str(ROOT / "src" / "torchcourse" / "grading.py"),
-              str(ctx["submissions"] / "good-solution" / AID / f"{AID}.ipynb"),
-              str(Path.home() / ".bashrc"), "/etc/shadow"]
+def _secrets(ctx: dict) -> list[str]:
+    """Files no submission may read: the course's private parts, another student, the home."""
+    return [str(ROOT / "source" / AID / f"{AID}.ipynb"), str(ROOT / "solutions" / AID / f"{AID}.ipynb"),
+            ctx["db"], str(ROOT / "course_config.py"), str(ROOT / "graders" / "cpu.toml"),
+            str(ROOT / "src" / "torchcourse" / "grading.py"),
+            str(ctx["submissions"] / "good-solution" / AID / f"{AID}.ipynb"),
+            str(Path.home() / ".bashrc"), "/etc/shadow"]
+
+
+def catalogue() -> list[Kind]:
+    """Every kind, each made from the batch's context (paths, the loopback port) when graded."""
     kinds = [
         # --- not a gradable notebook -------------------------------------------------------------
         Kind("corrupt JSON", "a notebook cut off mid-file", lambda c: b'{"cells": [', "invalid", "not valid JSON", 0),
@@ -316,12 +321,12 @@ def catalogue(ctx: dict) -> list[Kind]:
              lambda c: with_cell("def f(n):\n    return f(n + 1)\nf(0)"), "graded", "maximum recursion depth", FULL),
         # --- escapes: network, files, privileges --------------------------------------------------
         Kind("network", "connects to the internet and to a server on the grader's loopback",
-             lambda c: with_cell(NETWORK.format(port=port)), "graded", "blocked", FULL, check=_no_marker("NETWORK-OPEN")),
+             lambda c: with_cell(NETWORK.format(port=c["port"])), "graded", "blocked", FULL, check=_no_marker("NETWORK-OPEN")),
         Kind("reads hidden files", "source, solutions, gradebook, config, grader code, another student, home",
-             lambda c: with_cell(HIDDEN_READS.format(paths=secret, root=str(ROOT))), "graded", "course root holds: ['.venv']",
+             lambda c: with_cell(HIDDEN_READS.format(paths=_secrets(c), root=str(ROOT))), "graded", "course root holds: ['.venv']",
              FULL, check=_no_marker("READ-OK")),
         Kind("writes the gradebook", "deletes every grade with sqlite3, then overwrites the file",
-             lambda c: with_cell(GRADEBOOK_WRITE.format(db=db)), "graded", "", FULL),
+             lambda c: with_cell(GRADEBOOK_WRITE.format(db=c["db"])), "graded", "", FULL),
         Kind("writes outside scratch", "writes into the course root, /etc, home, /var",
              lambda c: with_cell(WRITES.format(paths=[str(p) for p in HOST_FILES])), "graded", "blocked", FULL,
              check=_no_marker("WROTE")),
@@ -386,10 +391,17 @@ def catalogue(ctx: dict) -> list[Kind]:
         Kind("magics", "`%timeit` and `!echo`: ordinary notebook use, not an attack",
              lambda c: with_cell("%timeit -n1 -r1 sum(range(10))\n!echo hello from a shell"), "graded", "hello from a shell", FULL),
     ]
-    if other is not None:
+    if OTHER is not None:
         kinds.append(Kind("another assignment's notebook", "the release of a different assignment",
-                          lambda c: other, "invalid", "this is a notebook of assignment", 0))
+                          lambda c: read_notebook(ROOT / "release" / OTHER / f"{OTHER}.ipynb"), "invalid",
+                          "this is a notebook of assignment", 0))
     return kinds
+
+
+# Another assignment whose release exists, for the "wrong assignment" kind.
+OTHER = next((a for a in sorted(p.name for p in (ROOT / "release").iterdir())
+              if a != AID and (ROOT / "release" / a / f"{a}.ipynb").is_file()), None)
+KINDS = catalogue()
 
 
 def _slow_notebook():
@@ -411,7 +423,15 @@ def _serve_loopback():
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(5)
-    threading.Thread(target=lambda: [server.accept() for _ in range(5)], daemon=True).start()
+
+    def accept():  # until the batch closes the server: a connection here would mean an open network
+        try:
+            while True:
+                server.accept()[0].close()
+        except OSError:
+            pass
+
+    threading.Thread(target=accept, daemon=True).start()
     return server
 
 
@@ -424,15 +444,13 @@ def batch(tmp_path_factory, course, profile):
     os.environ["COURSE_DB_URL"] = f"sqlite:///{db}"
     try:
         assignment = Assignment.load(course, AID)
-        others = [a for a in course.assignments if a != AID and (ROOT / "release" / a / f"{a}.ipynb").is_file()]
         server = _serve_loopback()
         subs_dir = tmp / "submitted"
-        ctx = {"root": ROOT, "db": db, "port": server.getsockname()[1], "submissions": subs_dir,
-               "other_release": read_notebook(ROOT / "release" / others[0] / f"{others[0]}.ipynb") if others else None}
+        ctx = {"root": ROOT, "db": db, "port": server.getsockname()[1], "submissions": subs_dir}
         strict = dataclasses.replace(profile, cell_timeout_s=4, notebook_timeout_s=15, memory_mb=1024,
                                      max_processes=32, max_output_kb=64, max_file_mb=8, scratch_mb=64,
                                      max_notebook_mb=5, workers=2)
-        kinds = catalogue(ctx)
+        kinds = KINDS
         partial = apply(assignment, load_catalogue(course, assignment)[0])
         goods = {"good-solution": _solution(), "good-blank": _release(), "good-partial": partial}
         alone = {name: grade_notebook(assignment, nb, name, strict, hide=hidden_paths(course)).record
@@ -480,10 +498,8 @@ def test_catalogue_is_large_enough(batch):
     assert len(batch["kinds"]) >= 25
 
 
-@pytest.mark.parametrize("index", range(70))
+@pytest.mark.parametrize("index", range(len(KINDS)), ids=[k.name for k in KINDS])
 def test_each_bad_submission_gets_its_outcome(batch, index):
-    if index >= len(batch["kinds"]):
-        pytest.skip("no such kind")
     kind = batch["kinds"][index]
     record = batch["records"][f"bad-{index:02d}"]
     outputs = _outputs(batch["out"], record.student)

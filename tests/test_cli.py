@@ -94,6 +94,23 @@ def test_csv_export_has_a_column_per_graded_cell(graded_class, tmp_path):
     assert "test-grow" in header.split(",") and len(lines) == 5
 
 
+def _tests_in_notebook_order():
+    return [c.metadata["nbgrader"]["grade_id"] for c in nbformat.read(str(ROOT / "source" / AID / f"{AID}.ipynb"), 4).cells
+            if c.metadata.get("nbgrader", {}).get("grade")]
+
+
+def test_exports_and_feedback_list_tests_in_notebook_order(graded_class, tmp_path):
+    root, env, rows = graded_class
+    order = _tests_in_notebook_order()
+    assert list(rows["good"]["cells"]) == order
+    out = tmp_path / "grades.csv"
+    assert run(["course", "export", AID, "--format", "csv", "--output", str(out)], cwd=root, env=env).returncode == 0
+    assert out.read_text().splitlines()[0].split(",")[6:] == order
+    assert run(["course", "feedback", AID], cwd=root, env=env).returncode == 0
+    page = (root / "feedback" / "good" / AID / f"{AID}.html").read_text()
+    assert [page.index(f">{gid}<") for gid in order] == sorted(page.index(f">{gid}<") for gid in order)
+
+
 def test_feedback_pages_show_messages_not_hidden_tests(graded_class):
     root, env, rows = graded_class
     assert run(["course", "feedback", AID], cwd=root, env=env).returncode == 0

@@ -329,7 +329,7 @@ class Gradebook:
                                                        self.records.c.student == record.student))
             conn.execute(sa.insert(self.records).values(
                 assignment=record.assignment, student=record.student, status=record.status,
-                data=json.dumps(record.to_json(), sort_keys=True),
+                data=json.dumps(record.to_json()),  # not sorted: cells stay in notebook order
                 graded_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")))
 
     def load(self, assignment: str | None = None) -> list[Record]:
@@ -459,7 +459,7 @@ def grade_batch(
             if graded.notebook is not None:
                 write_notebook(graded.notebook, out_dir / f"{assignment.id}.ipynb")
             out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "grading.json").write_text(json.dumps(graded.record.to_json(), indent=1, sort_keys=True) + "\n")
+            (out_dir / "grading.json").write_text(json.dumps(graded.record.to_json(), indent=1) + "\n")
             gradebook.write(graded.record, _timestamp(sub.path))
             records.append(graded.record)
             if on_done:
