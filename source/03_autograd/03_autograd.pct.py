@@ -51,7 +51,8 @@ print("PyTorch", torch.__version__, "| tests run on", checks.DEVICE)
 #   tells you. A leaf has no `grad_fn`.
 # - **intermediate results**: the outputs of recorded operations. Each has a `grad_fn`, a node
 #   whose class is named after the operation with `Backward0` appended (`MulBackward0`,
-#   `ExpBackward0`, `SumBackward0`, ...). It belongs to the *last* operation that made the
+#   `ExpBackward0`, `SumBackward0`, ...; a second form of the same operation gets `Backward1`,
+#   as `x.sum(dim=0)` gets `SumBackward1`). It belongs to the *last* operation that made the
 #   tensor.
 #
 # `backward()` stores gradients only in leaves that require grad, in their `.grad`.
@@ -479,6 +480,18 @@ checks.expect_close(_got, _full, "the w.grad left by chunked_grad (10 rows, chun
 _w2 = _start.clone().requires_grad_(True)
 _chunked(_logcosh, _w2, _X, _y, 50)
 checks.expect_close(_w2.grad, _full, "the w.grad left by chunked_grad with one chunk larger than the data", rtol=1e-4, atol=1e-5)
+# w and the data on the meta device (shapes, no data): the gradient must stay where w lives.
+_wm = torch.zeros(3, device="meta", requires_grad=True)
+_wm.grad = torch.zeros(3, device="meta")
+try:
+    chunked_grad(_logcosh, _wm, torch.zeros(10, 3, device="meta"), torch.zeros(10, device="meta"), 4)
+except Exception as _err:
+    checks.expect(False, "Given w and the data on another device (the test uses the meta device), your "
+                         f"chunked_grad failed ({type(_err).__name__}: {str(_err).splitlines()[0].split('. ')[0][:160]}). "
+                         "A tensor made without a device (torch.zeros(w.shape), say) lands on the CPU, and "
+                         "w.grad must live where w lives. Clear with w.grad = None, or make the zeros with "
+                         "torch.zeros_like(w).")
+checks.expect_tensor(_wm.grad, "the w.grad left by chunked_grad for a w on the meta device", device="meta")
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-modes"
@@ -668,6 +681,34 @@ def fit_linear(X, y, lr, steps):
 
 
 # %% role="test" grade_id="test-fit-sanity" points=1
+def _diagnose_none(X, y, lr, steps):
+    """fit_linear met a .grad that was None: find out why, from what it does with 0 and 1 steps."""
+    try:
+        w0, b0, _ = fit_linear(X, y, lr, 0)
+        born = not (w0.is_leaf and b0.is_leaf)
+    except Exception:
+        born = False
+    checks.expect(not born,
+                  "Your fit_linear found w.grad (or b.grad) to be None: the w and b it starts from are not "
+                  "leaves, so backward() never stores a gradient in them. A tensor made with "
+                  "requires_grad=True and then converted (.to(...), .double(), * 0.01) is the output of a "
+                  "recorded operation. Create the parameters directly with X's dtype and device and "
+                  "requires_grad=True (see Hint 1).")
+    try:
+        fit_linear(X, y, lr, 1)
+        first = False
+    except Exception as again:
+        first = "NoneType" in str(again)
+    checks.expect(not first,
+                  "Your fit_linear found w.grad (or b.grad) to be None at the update of the very first step: "
+                  "the gradient was cleared between backward() and the update (or backward() never ran). "
+                  "Within a step the order is forward, record, backward, update, clear.")
+    checks.expect(False, "Your fit_linear found w.grad (or b.grad) to be None in a later step. An "
+                         "update like w = w - lr * w.grad outside torch.no_grad() makes a new, "
+                         "recorded tensor that is no longer a leaf, so it never receives a .grad. "
+                         "Update the same leaf in place, inside torch.no_grad().")
+
+
 def _fit(*args):
     """Call fit_linear, turning the errors of a misplaced update into explanations."""
     try:
@@ -681,10 +722,7 @@ def _fit(*args):
                                  "which PyTorch refuses for a leaf that requires grad. Updating weights "
                                  "is not part of the model: do it inside torch.no_grad().")
         if "NoneType" in text:
-            checks.expect(False, "Your fit_linear found w.grad (or b.grad) to be None in a later step. An "
-                                 "update like w = w - lr * w.grad outside torch.no_grad() makes a new, "
-                                 "recorded tensor that is no longer a leaf, so it never receives a .grad. "
-                                 "Update the same leaf in place, inside torch.no_grad().")
+            _diagnose_none(*args)
         if "does not require grad" in text:
             checks.expect(False, "In a later step the loss no longer depended on anything that requires "
                                  "grad: w = w - lr * w.grad inside torch.no_grad() makes a new tensor that "
@@ -704,7 +742,10 @@ checks.expect(type(_losses) is list and len(_losses) == 50,
 checks.expect(all(type(v) is float for v in _losses),
               "The losses should be Python floats (loss.item()), not tensors: a stored loss tensor keeps "
               "its whole graph alive.")
-checks.expect(_losses[-1] < _losses[0], "The loss did not go down: the update should step against the gradient.")
+checks.expect(_losses[-1] < _losses[0],
+              "The loss did not go down in 50 steps. Each step moves w and b against the gradient of this "
+              "step (w -= lr * w.grad), and the gradients are cleared after the update, not between "
+              "backward() and the update.")
 print(f"loss went from {_losses[0]:.3f} to {_losses[-1]:.4f}; w = {[round(v, 3) for v in _w.tolist()]}, "
       f"b = {_b.item():.3f}")
 
@@ -729,6 +770,34 @@ def _reference(X, y, lr, steps, zero=True):
     return w.detach(), b.detach(), losses
 
 
+def _diagnose_none(X, y, lr, steps):
+    """fit_linear met a .grad that was None: find out why, from what it does with 0 and 1 steps."""
+    try:
+        w0, b0, _ = fit_linear(X, y, lr, 0)
+        born = not (w0.is_leaf and b0.is_leaf)
+    except Exception:
+        born = False
+    checks.expect(not born,
+                  "Your fit_linear found w.grad (or b.grad) to be None: the w and b it starts from are not "
+                  "leaves, so backward() never stores a gradient in them. A tensor made with "
+                  "requires_grad=True and then converted (.to(...), .double(), * 0.01) is the output of a "
+                  "recorded operation. Create the parameters directly with X's dtype and device and "
+                  "requires_grad=True (see Hint 1).")
+    try:
+        fit_linear(X, y, lr, 1)
+        first = False
+    except Exception as again:
+        first = "NoneType" in str(again)
+    checks.expect(not first,
+                  "Your fit_linear found w.grad (or b.grad) to be None at the update of the very first step: "
+                  "the gradient was cleared between backward() and the update (or backward() never ran). "
+                  "Within a step the order is forward, record, backward, update, clear.")
+    checks.expect(False, "Your fit_linear found w.grad (or b.grad) to be None in a later step. An "
+                         "update like w = w - lr * w.grad outside torch.no_grad() makes a new, "
+                         "recorded tensor that is no longer a leaf, so it never receives a .grad. "
+                         "Update the same leaf in place, inside torch.no_grad().")
+
+
 def _fit(*args):
     """Call fit_linear, turning the errors of a misplaced update into explanations."""
     try:
@@ -742,10 +811,7 @@ def _fit(*args):
                                  "which PyTorch refuses for a leaf that requires grad. Updating weights "
                                  "is not part of the model: do it inside torch.no_grad().")
         if "NoneType" in text:
-            checks.expect(False, "Your fit_linear found w.grad (or b.grad) to be None in a later step. An "
-                                 "update like w = w - lr * w.grad outside torch.no_grad() makes a new, "
-                                 "recorded tensor that is no longer a leaf, so it never receives a .grad. "
-                                 "Update the same leaf in place, inside torch.no_grad().")
+            _diagnose_none(*args)
         if "does not require grad" in text:
             checks.expect(False, "In a later step the loss no longer depended on anything that requires "
                                  "grad: w = w - lr * w.grad inside torch.no_grad() makes a new tensor that "
@@ -801,6 +867,22 @@ checks.expect_tensor(_w64, "the returned w, for float64 data,", dtype=torch.floa
                          "device=X.device), not with the defaults.")
 checks.expect_tensor(_b64, "the returned b, for float64 data,", dtype=torch.float64, device=_X.device,
                      why="Create the parameters with X's dtype and on X's device.")
+# X on the meta device (shapes, no data): w and b must be made where X lives, not on the CPU.
+_Xm, _ym = torch.zeros(8, 3, device="meta"), torch.zeros(8, device="meta")
+
+
+def _fit_on_meta():
+    try:
+        fit_linear(_Xm, _ym, 0.05, 2)
+    except Exception:
+        pass  # loss.item() cannot run on the meta device; what matters is where w and b were made
+
+
+_, _touched = checks.devices_touched(_fit_on_meta)
+checks.expect("cpu" not in _touched,
+              "Given X on another device (the test uses the meta device), your fit_linear created tensors on "
+              "the CPU: on a GPU, X @ w would then mix devices and fail. Create w and b on X's device, with "
+              "dtype=X.dtype and device=X.device (see Hint 1).")
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-cut"
@@ -813,8 +895,9 @@ checks.expect_tensor(_b64, "the returned b, for float64 data,", dtype=torch.floa
 #   `requires_grad=False`. Whatever you compute from it treats its values as constants. It
 #   shares the version counter too (section 7), so autograd still notices if the memory is
 #   changed in place. This is the tool.
-# - `t.item()` (and `float(t)`, `t.tolist()`, `t.numpy()`) leaves torch altogether. A Python
-#   number carries no history: right for logging, wrong inside anything you differentiate.
+# - `t.item()` (and `float(t)`, `t.tolist()`) leaves torch altogether. A Python number carries
+#   no history: right for logging, wrong inside anything you differentiate. (`t.numpy()` is
+#   stricter: it refuses a tensor that requires grad until you `detach()` it.)
 # - `t.data` is a legacy attribute: same memory, no history, and **hidden from the version
 #   counter**. An in-place change made through `.data` is invisible to autograd, so a gradient
 #   computed from stale saved values comes out silently wrong. Use `detach()` to read values,
@@ -1100,10 +1183,15 @@ try:
 except RuntimeError as _err:
     if "inplace" not in str(_err):
         raise
-    checks.expect(False, "The backward pass through softmax failed: exp() saved its output for the "
-                         "backward pass (its derivative is itself), then an in-place division changed "
-                         "that output and moved its version counter. Divide out of place so the saved "
-                         "tensor stays as it was.")
+    checks.expect("Exp" not in str(_err),
+                  "The backward pass through softmax failed: exp() saved its output for the "
+                  "backward pass (its derivative is itself), then an in-place division changed "
+                  "that output and moved its version counter. Divide out of place so the saved "
+                  "tensor stays as it was.")
+    checks.expect(False, "The backward pass through softmax failed: an in-place operation changed a tensor "
+                         "that an earlier operation had saved for its backward pass, and the version counter "
+                         f"gave it away ({str(_err).split(', is at version')[0][:200]}). Use out-of-place operations "
+                         "throughout (z - m, not z -= m), so every saved tensor stays as it was.")
 checks.expect(_leaf.grad is not None, "No gradient reached the input through softmax.")
 _big = torch.tensor([[1000.0, 0.0, -1000.0], [500.0, 500.0, 499.0]], device=checks.DEVICE)
 _pb = _softmax_call(_big)
@@ -1270,7 +1358,9 @@ for _name, _f, _xin in [("a map from 3 to 4 entries", _f1, _x), ("an element-wis
     if tuple(_J.shape) == (_want.shape[1],) and torch.allclose(_J, _want.sum(0)):
         checks.expect(False, f"The jacobian of {_name} is one vector, the sum of the rows of J: that is "
                              "the vector-Jacobian product with v = ones. Each row needs its own one-hot v.")
-    checks.expect_tensor(_J, f"the jacobian of {_name}", shape=tuple(_want.shape))
+    checks.expect_tensor(_J, f"the jacobian of {_name}", shape=tuple(_want.shape),
+                         why="J has one row per entry of f(x) and one column per entry of x: one "
+                             "vector-Jacobian product per output entry.")
     if torch.allclose(_J, _want.cumsum(0), rtol=1e-6, atol=1e-9) and not torch.allclose(_J, _want, rtol=1e-6, atol=1e-9):
         checks.expect(False, f"The rows of the jacobian of {_name} are running totals: gradients "
                              "accumulate into .grad across backward passes. Use torch.autograd.grad, or "
@@ -1280,6 +1370,17 @@ for _name, _f, _xin in [("a map from 3 to 4 entries", _f1, _x), ("an element-wis
 checks.expect(torch.equal(_x, _x0) and not _x.requires_grad and _x.grad is None,
               "Your jacobian changed x (its values, requires_grad or .grad). Differentiate with respect to a "
               "new leaf made from x's values.")
+# x on the meta device (shapes, no data): J and the one-hot vectors must live where x lives.
+_xm = torch.zeros(3, dtype=torch.float64, device="meta")
+try:
+    _Jm = jacobian(_f2, _xm)
+except Exception as _err:
+    checks.expect(False, "Given an x on another device (the test uses the meta device), your jacobian failed "
+                         f"({type(_err).__name__}: {str(_err).splitlines()[0].split('. ')[0][:160]}). Make J and every one-hot "
+                         "vector on x's device and with its dtype (torch.zeros_like(y), or device=x.device): "
+                         "a tensor made without a device lands on the CPU, and a GPU refuses to mix the two.")
+checks.expect_tensor(_Jm, "the jacobian of an x on the meta device", shape=(3, 3), dtype=torch.float64,
+                     device="meta", why="Build J on x's device, with x's dtype.")
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-hooks"
