@@ -148,6 +148,13 @@ checks.expect(isinstance(predictions, dict) and set(predictions) == {
     "parameter tensors", "parameter values", "state_dict keys", "children", "output shape"},
     "The answer cell should set predictions to a dict with exactly the keys 'parameter tensors', "
     "'parameter values', 'state_dict keys', 'children' and 'output shape'.")
+checks.expect(all(type(predictions[k]) is int for k in ("parameter tensors", "parameter values", "children")),
+              "Your predictions for 'parameter tensors', 'parameter values' and 'children' should each be an int.")
+checks.expect(type(predictions["state_dict keys"]) is set and all(type(k) is str for k in predictions["state_dict keys"]),
+              "Your prediction for 'state_dict keys' should be a set of strings, such as {\"name.weight\"}.")
+checks.expect(type(predictions["output shape"]) in (tuple, torch.Size)
+              and all(type(d) is int for d in predictions["output shape"]),
+              "Your prediction for 'output shape' should be a tuple of ints, such as (7, 1) (not a list).")
 ### BEGIN HIDDEN TESTS
 class _Probe(nn.Module):
     def __init__(self):
@@ -299,8 +306,12 @@ print(_mlp)
 ### BEGIN HIDDEN TESTS
 for _in, _hidden, _out, _act in [(3, [], 2, nn.ReLU), (5, [7], 4, nn.Tanh), (6, [10, 9, 8], 1, nn.GELU)]:
     _desc = f"MLP({_in}, {_hidden}, {_out}, activation=nn.{_act.__name__})"
+    _given = list(_hidden)
     with checks.seeded(0):
-        _model = checks.make_module(MLP, _in, _hidden, _out, activation=_act).to(checks.DEVICE)
+        _model = checks.make_module(MLP, _in, _given, _out, activation=_act).to(checks.DEVICE)
+    checks.expect(_given == _hidden,
+                  f"{_desc} changed the list hidden it was given (it now reads {_given}). Build your own list "
+                  "of widths, [in_features, *hidden, out_features], instead of inserting into the caller's.")
     _linears = [m for m in _model.modules() if type(m) is nn.Linear]
     _want = list(zip([_in, *_hidden], [*_hidden, _out]))
     checks.expect(len(_linears) == len(_want),
@@ -474,6 +485,12 @@ _names = ["num_batches_tracked", "running_mean", "running_var"]
 _m = checks.make_module(RunningStandardize, 4)
 _keys = sorted(_m.state_dict())
 _missing = [k for k in _names if k not in _keys]
+_hidden_buffers = [k for k in _missing if k in dict(_m.named_buffers())]
+checks.expect(not _hidden_buffers,
+              f"RunningStandardize's state_dict() lacks {', '.join(_hidden_buffers)}, though they are buffers: "
+              "persistent=False keeps a buffer out of the state_dict, which is only for things that are cheap "
+              "to rebuild. Running statistics are learned from the data and must be saved with the model: "
+              "register them with the default persistent=True.")
 checks.expect(not _missing,
               f"RunningStandardize's state_dict() lacks {', '.join(_missing)}, so a saved and reloaded model "
               "would lose them. A plain tensor attribute is invisible to state_dict(); register each with "
@@ -550,8 +567,13 @@ for _momentum, _eps in [(0.1, 1e-5), (0.3, 1e-2)]:
         _m.train(_mode == "training")
         _ref.train(_mode == "training")
         _before = checks.module_state(_m)
-        _y, _want = _m(_x), _ref(_x)
+        _x0 = _x.clone()
+        _y = _m(_x)
         _where = f"(momentum={_momentum}, eps={_eps}, step {_i}, {_mode} mode)"
+        checks.expect(torch.equal(_x, _x0),
+                      f"RunningStandardize's forward changed its input in place {_where} (x -= mean, say): the "
+                      "caller's batch is altered. Compute the standardised output as a new tensor.")
+        _want = _ref(_x)
         if _mode == "training":
             checks.expect_close(_y, _want, f"The output {_where}", rtol=1e-4, atol=1e-4,
                                 why="In training mode, standardise with the statistics of this batch: its "
@@ -663,6 +685,14 @@ checks.expect(isinstance(to_predictions, dict) and set(to_predictions) == {
     "lin.weight device", "mean device", "scale device", "x device", "returned is model",
     "lin.weight dtype", "count dtype"},
     "The answer cell should set to_predictions to a dict with exactly the seven keys of the template.")
+checks.expect(all(type(to_predictions[k]) is str and to_predictions[k] in ("cpu", "meta")
+                  for k in ("lin.weight device", "mean device", "scale device", "x device")),
+              "Write each device prediction as the string \"cpu\" or \"meta\" (the device's type, not a "
+              "torch.device).")
+checks.expect(type(to_predictions["returned is model"]) is bool,
+              "Your prediction for 'returned is model' should be True or False.")
+checks.expect(all(type(to_predictions[k]) is torch.dtype for k in ("lin.weight dtype", "count dtype")),
+              "Write each dtype prediction as a torch dtype, such as torch.float32 (not a string).")
 ### BEGIN HIDDEN TESTS
 class _Shifter(nn.Module):
     def __init__(self):
@@ -841,6 +871,11 @@ checks.expect("center" not in _missing,
 checks.expect(not any(k.startswith("trunk.0.") for k in _missing),
               "The trunk's layers are not in MultiHead's state_dict. Layers kept in a plain Python list "
               "are not registered: keep them in an nn.Sequential.")
+_extra = sorted(_keys - _want)
+checks.expect(not (_extra and any(k.startswith("trunk.") for k in _missing)),
+              f"MultiHead's state_dict lacks {sorted(k for k in _missing if k.startswith('trunk.'))} and has keys "
+              f"the reference does not have ({_extra}). Keep exactly the structure of the specification: the "
+              "second Linear and its ReLU belong inside trunk, an nn.Sequential of Linear, ReLU, Linear, ReLU.")
 checks.expect(not any(k.startswith("trunk.") for k in _missing),
               "The trunk's second Linear is not in MultiHead's state_dict. A layer created inside forward "
               "is brand new (and random) on every call, is never trained and never saved: create it "
@@ -864,7 +899,12 @@ _net.to(checks.DEVICE)
 _ref.to(checks.DEVICE)
 with checks.seeded(1):
     _x = torch.randn(7, 5, device=checks.DEVICE)
-_out, _out2, _want_out = _net(_x), _net(_x), _ref(_x)
+_x0 = _x.clone()
+_out = _net(_x)
+checks.expect(torch.equal(_x, _x0),
+              "MultiHead's forward changed its input in place (x -= center, say): the caller's batch is "
+              "altered, and a second call on it gives another answer. Compute x - center as a new tensor.")
+_out2, _want_out = _net(_x), _ref(_x)
 checks.expect(type(_out) is dict and sorted(_out) == sorted(_tasks),
               "MultiHead's forward should return a dict with one entry per task name.")
 checks.expect(all(torch.equal(_out[k], _out2[k]) for k in _tasks),
@@ -1024,7 +1064,7 @@ for _name, _model, _trainable, _why in _cases:
 # possibly a dotted path such as `"heads.digit"`:
 # - afterwards, exactly the parameters inside that submodule require grad, and no other
 #   parameter does, whatever the flags were before;
-# - it returns the names of the trainable parameters, spelled as `model.named_parameters()`
+# - it returns a list of the names of the trainable parameters, spelled as `model.named_parameters()`
 #   spells them and in that order;
 # - if the model has no submodule of that name, it raises an error (the `AttributeError` that
 #   `get_submodule` raises is fine) instead of quietly freezing everything.
@@ -1133,11 +1173,12 @@ with checks.seeded(2):
     _net = _Net().to(checks.DEVICE)
 try:
     _names = freeze_all_but_head(_net, "heads.digit")
-except AttributeError as _err:
+except (AttributeError, KeyError) as _err:
     checks.expect("heads.digit" not in str(_err),
-                  "freeze_all_but_head(model, 'heads.digit') raised AttributeError, though the model has that "
-                  "submodule: a dotted path names a submodule of a submodule, and getattr follows one level "
-                  "only. Follow the whole path through the module tree (see Hint 1).")
+                  f"freeze_all_but_head(model, 'heads.digit') raised {type(_err).__name__}, though the model has "
+                  "that submodule: a dotted path names a submodule of a submodule, and getattr follows one level "
+                  "only (so does a lookup in model._modules). Follow the whole path through the module tree "
+                  "(see Hint 1).")
     raise
 _check_flags(_net, "heads.digit", _names)
 # a name that is not there
@@ -1166,8 +1207,9 @@ checks.expect_raises((AttributeError, KeyError, ValueError, LookupError), freeze
 #   variance, so the weights make up for it with `Var(w) = 2 / fan_in`. Its normal version draws
 #   from `N(0, 2 / fan_in)`.
 #
-# For `nn.Linear(fan_in, fan_out)`, `weight` has shape `(fan_out, fan_in)`. Biases usually start
-# at zero.
+# For `nn.Linear(fan_in, fan_out)`, `weight` has shape `(fan_out, fan_in)`. Schemes like these
+# usually start the biases at zero (`nn.Linear`'s own default draws them from a small uniform
+# range instead).
 #
 # `torch.nn.init` has both (`xavier_uniform_`, `kaiming_normal_`, and `zeros_`; the trailing
 # underscore means "in place"). *How* you change the weights matters as much as what you put
@@ -1181,7 +1223,8 @@ checks.expect_raises((AttributeError, KeyError, ValueError, LookupError), freeze
 #   the model no longer uses.
 # - **Where the weight already lives.** Filling a tensor in place creates nothing anywhere else;
 #   making a new tensor with `torch.randn(...)` and copying it in takes a detour through the
-#   CPU, which costs a copy on a GPU and fails outright on the meta device.
+#   CPU: for a model on a GPU, every layer costs an extra allocation and a copy from host to
+#   device.
 #
 # To reach every layer, however deeply nested, loop over `model.modules()` (every module of the
 # tree, the model included) or call `model.apply(fn)`, which calls `fn` on each of them.
