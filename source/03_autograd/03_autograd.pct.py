@@ -256,7 +256,8 @@ with checks.seeded(3):
 _r = _X @ _w + _b - _y
 _want_w, _want_b = 2 * _X.T @ _r / 37, 2 * _r.sum() / 37
 _dw, _db = mse_grads(_X, _y, _w, _b)
-checks.expect_tensor(_dw, "the dL/dw from mse_grads", shape=(5,), device=checks.DEVICE)
+checks.expect_tensor(_dw, "the dL/dw from mse_grads", shape=(5,), device=checks.DEVICE,
+                     why="A gradient has the shape of what it differentiates, and lives on its device.")
 checks.expect_tensor(_db, "the dL/db from mse_grads", shape=(), device=checks.DEVICE,
                      why="b is 0-d: dL/db adds up the contribution of every row.")
 _why = ("Apply the chain rule one step at a time, from L back to w and b: what is dL/dr for "
@@ -310,7 +311,8 @@ _before = [t.clone() for t in (_X, _y, _w, _b)]
 _dw, _db = autograd_mse_grads(_X, _y, _w, _b)
 checks.expect_tensor(_dw, "the dL/dw from autograd_mse_grads", shape=(3,), requires_grad=False,
                      why="Return plain values: the gradients themselves need no graph of their own.")
-checks.expect_tensor(_db, "the dL/db from autograd_mse_grads", shape=(), requires_grad=False)
+checks.expect_tensor(_db, "the dL/db from autograd_mse_grads", shape=(), requires_grad=False,
+                     why="b is 0-d, so its gradient is 0-d; return it as a plain value, without a graph.")
 checks.expect_close(_dw, _want_w, "the dL/dw from autograd_mse_grads", rtol=1e-4, atol=1e-5,
                     why="Differentiate the mean squared error of X @ w + b against y.")
 checks.expect_close(_db, _want_b, "the dL/db from autograd_mse_grads", rtol=1e-4, atol=1e-5)
@@ -448,7 +450,9 @@ finally:
     _handle.remove()
 checks.expect(torch.equal(_w.detach(), _start) and _w.is_leaf,
               "Your chunked_grad changed w. It should only compute a gradient; updating w is someone else's job.")
-checks.expect_tensor(_w.grad, "the w.grad left by chunked_grad", shape=(3,))
+checks.expect_tensor(_w.grad, "the w.grad left by chunked_grad", shape=(3,),
+                     why="chunked_grad leaves the gradient in w.grad: backward() on each chunk's weighted "
+                         "loss adds into it.")
 _got = _w.grad
 checks.expect(not torch.equal(_got, _stale),
               "After the call, w.grad is exactly what it was before: chunked_grad must leave the gradient "
@@ -464,8 +468,9 @@ if _close(_got, _parts[-1] * 2 / 10) or _close(_got, _parts[-1]):
                          "chunks accumulate.")
 checks.expect(len(_passes) == 3,
               f"Your chunked_grad made {len(_passes)} backward pass(es) through w for 10 rows in chunks of 4. "
-              "Make one forward and one backward pass per chunk (3 here), so that each chunk's graph "
-              "is freed before the next is built, and let .grad add them up.")
+              "Make one forward and one backward pass per chunk of at most chunk_size rows (3 here), so "
+              "that each chunk's graph is freed before the next is built, and let .grad add them up. "
+              "(X.split(chunk_size) yields chunks of chunk_size rows; torch.chunk(X, k) yields k chunks.)")
 if _close(_got, sum(_parts)) or _close(_got, sum(_parts) / 3):
     checks.expect(False, "The w.grad you leave is the sum (or the plain average) of the chunks' mean-loss gradients. "
                          "With chunks of different sizes, the mean over all rows weights each chunk's "
@@ -479,7 +484,9 @@ checks.expect_close(_got, _full, "the w.grad left by chunked_grad (10 rows, chun
 # One chunk that holds everything, and a w.grad that starts as None.
 _w2 = _start.clone().requires_grad_(True)
 _chunked(_logcosh, _w2, _X, _y, 50)
-checks.expect_close(_w2.grad, _full, "the w.grad left by chunked_grad with one chunk larger than the data", rtol=1e-4, atol=1e-5)
+checks.expect_close(_w2.grad, _full, "the w.grad left by chunked_grad with one chunk larger than the data", rtol=1e-4, atol=1e-5,
+                    why="A chunk_size larger than the data makes one chunk that holds every row, whose "
+                        "share of the rows is 1; and a w.grad that starts as None needs no clearing.")
 # w and the data on the meta device (shapes, no data): the gradient must stay where w lives.
 _wm = torch.zeros(3, device="meta", requires_grad=True)
 _wm.grad = torch.zeros(3, device="meta")
@@ -823,7 +830,8 @@ with checks.seeded(6):
     _X = torch.randn(40, 3, device=checks.DEVICE)
     _y = _X @ torch.tensor([1.5, -2.0, 0.5], device=checks.DEVICE) - 1.0 + 0.1 * torch.randn(40, device=checks.DEVICE)
 _w, _b, _losses = _fit(_X, _y, 0.05, 60)
-checks.expect_tensor(_w, "the returned w", shape=(3,), dtype=_X.dtype, device=_X.device, requires_grad=True)
+checks.expect_tensor(_w, "the returned w", shape=(3,), dtype=_X.dtype, device=_X.device, requires_grad=True,
+                     why="w is a parameter: a leaf of shape (D,) with X's dtype and device, that requires grad.")
 checks.expect_tensor(_b, "the returned b", shape=(), dtype=_X.dtype, device=_X.device, requires_grad=True,
                      why="Create the parameters with X's dtype and on X's device.")
 checks.expect(_w.is_leaf and _b.is_leaf,
@@ -851,7 +859,8 @@ checks.expect_close(_wd, _rw, "the w after 60 steps", rtol=1e-4, atol=1e-5,
                         "under torch.no_grad(), then clear the gradients.")
 checks.expect_close(_b.detach(), _rb, "the b after 60 steps", rtol=1e-4, atol=1e-5,
                     why="b is updated by the same rule as w.")
-checks.expect_close(torch.tensor(_losses), torch.tensor(_rl), "the list of losses", rtol=1e-4, atol=1e-6)
+checks.expect_close(torch.tensor(_losses), torch.tensor(_rl), "the list of losses", rtol=1e-4, atol=1e-6,
+                    why="losses[i] is loss.item() for step i, recorded before that step's update.")
 # The same fit on float64 data: the parameters must follow X's dtype.
 _X64, _y64 = _X.double(), _y.double()
 try:
@@ -1192,14 +1201,17 @@ except RuntimeError as _err:
                          "that an earlier operation had saved for its backward pass, and the version counter "
                          f"gave it away ({str(_err).split(', is at version')[0][:200]}). Use out-of-place operations "
                          "throughout (z - m, not z -= m), so every saved tensor stays as it was.")
-checks.expect(_leaf.grad is not None, "No gradient reached the input through softmax.")
+checks.expect(_leaf.grad is not None, "No gradient reached the input through softmax: compute it from z with tensor operations, "
+                                    "so that autograd records every step (no .item(), .data or detach()).")
 _big = torch.tensor([[1000.0, 0.0, -1000.0], [500.0, 500.0, 499.0]], device=checks.DEVICE)
 _pb = _softmax_call(_big)
 checks.expect(bool(torch.isfinite(_pb).all()),
               "Your softmax returned inf or NaN for large logits: exp overflows beyond about 88 in float32. "
               "Shift each row by its maximum before exp (softmax does not change when every entry of "
               "a row moves by the same amount).")
-checks.expect_close(_pb, torch.softmax(_big, dim=-1), "the softmax of large logits", rtol=1e-5, atol=1e-6)
+checks.expect_close(_pb, torch.softmax(_big, dim=-1), "the softmax of large logits", rtol=1e-5, atol=1e-6,
+                    why="The shift by each row's maximum changes nothing mathematically: exp of each entry "
+                        "divided by its row's sum.")
 _z3 = torch.randn(2, 3, 4, dtype=torch.float64, device=checks.DEVICE, requires_grad=True)
 checks.expect_gradcheck(softmax, [_z3], "softmax",
                         why="Use only out-of-place tensor operations, so autograd can differentiate it.")
@@ -1402,8 +1414,9 @@ checks.expect_tensor(_Jm, "the jacobian of an x on the meta device", shape=(3, 3
 # ### Exercise 10 · A gradient recorder
 #
 # Write `watch(tensors)`. `tensors` is a dict from names to tensors that require grad (leaves
-# or intermediate results). Register one hook per tensor that appends the norm of each gradient
-# arriving at that tensor, as a Python float, to `records[name]`. Return `(records, stop)`:
+# or intermediate results). Register one hook per tensor that appends the norm (the 2-norm, as
+# `grad.norm()` computes it) of each gradient arriving at that tensor, as a Python float, to
+# `records[name]`. Return `(records, stop)`:
 # `records` is a dict with the same names, each starting as an empty list, and calling
 # `stop()` removes every hook. The hooks must not change any gradient.
 #
@@ -1691,12 +1704,15 @@ _yb = softplus(_big, 1.0)
 checks.expect(bool(torch.isfinite(_yb).all()),
               "Your softplus returned inf or NaN for large inputs in float32: exp(beta * x) overflows once "
               "beta * x passes about 88. Rewrite log(1 + exp(z)) so that exp only ever sees -|z|.")
-checks.expect_close(_yb, torch.nn.functional.softplus(_big.detach()), "the softplus of large inputs", rtol=1e-5, atol=1e-6)
+checks.expect_close(_yb, torch.nn.functional.softplus(_big.detach()), "the softplus of large inputs", rtol=1e-5, atol=1e-6,
+                    why="The stable identity max(z, 0) + log1p(exp(-|z|)) is exact, for large |z| too.")
 (_gb,) = _backward_through(_yb.sum(), _big)
 checks.expect(bool(torch.isfinite(_gb).all()),
               "The gradient of softplus is inf or NaN for large inputs. Compute the derivative with "
               "torch.sigmoid, which is stable.")
-checks.expect_close(_gb, torch.sigmoid(_big.detach()), "the gradient of softplus at large inputs", rtol=1e-5, atol=1e-6)
+checks.expect_close(_gb, torch.sigmoid(_big.detach()), "the gradient of softplus at large inputs", rtol=1e-5, atol=1e-6,
+                    why="The derivative of softplus is sigmoid(beta * x), near 1 for large x and near 0 "
+                        "for very negative x.")
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-softplus-saved" points=2

@@ -292,7 +292,9 @@ class MLP(nn.Module):
 # %% role="test" grade_id="test-mlp-sanity" points=1
 _mlp = checks.make_module(MLP, 4, [8, 8], 3)
 _y = _mlp(torch.randn(5, 4))
-checks.expect_tensor(_y, "MLP(4, [8, 8], 3)(x) for x of shape (5, 4)", shape=(5, 3))
+checks.expect_tensor(_y, "MLP(4, [8, 8], 3)(x) for x of shape (5, 4)", shape=(5, 3),
+                     why="forward maps (batch, in_features) to (batch, out_features): the layers chain "
+                         "4 → 8 → 8 → 3.")
 _n = sum(p.numel() for p in _mlp.parameters())
 checks.expect(_n == 139,
               f"MLP(4, [8, 8], 3) registers {_n} parameter values, but its three Linear layers "
@@ -475,7 +477,8 @@ checks.expect(len(list(_rs.parameters())) == 0,
               "RunningStandardize(3) has parameters. Running statistics are computed, not learned: "
               "keep them in buffers, not in nn.Parameter.")
 _y = _rs(torch.randn(8, 3))
-checks.expect_tensor(_y, "RunningStandardize(3)(x) for x of shape (8, 3)", shape=(8, 3), dtype=torch.float32)
+checks.expect_tensor(_y, "RunningStandardize(3)(x) for x of shape (8, 3)", shape=(8, 3), dtype=torch.float32,
+                     why="Standardising each feature keeps the input's shape and dtype.")
 print("buffers after one batch:", {name: b.tolist() for name, b in _rs.named_buffers()})
 
 # %% role="test" grade_id="test-running-state" points=3
@@ -503,8 +506,10 @@ checks.expect(not _params,
               f"RunningStandardize registers parameters ({', '.join(_params)}). Running statistics are "
               "computed, not learned: an optimiser given model.parameters() would change them by "
               "gradient descent. Use register_buffer, not nn.Parameter.")
-checks.expect_tensor(_m.running_mean, "The buffer running_mean", shape=(4,), dtype=torch.float32)
-checks.expect_tensor(_m.running_var, "The buffer running_var", shape=(4,), dtype=torch.float32)
+checks.expect_tensor(_m.running_mean, "The buffer running_mean", shape=(4,), dtype=torch.float32,
+                     why="It holds one float32 average per feature: torch.zeros(num_features).")
+checks.expect_tensor(_m.running_var, "The buffer running_var", shape=(4,), dtype=torch.float32,
+                     why="It holds one float32 variance per feature: torch.ones(num_features).")
 checks.expect_tensor(_m.num_batches_tracked, "The buffer num_batches_tracked", shape=(), dtype=torch.int64,
                      why="It counts batches, so it is a 0-d integer tensor: torch.zeros((), dtype=torch.long).")
 checks.expect(bool((_m.running_mean == 0).all()) and bool((_m.running_var == 1).all())
@@ -540,7 +545,9 @@ checks.expect_tensor(_y, "RunningStandardize(4)(x)", shape=(16, 4), requires_gra
                          "connected to x (through the batch mean and variance), or no gradient can flow "
                          "back through this layer.")
 _y.sum().backward()
-checks.expect(_x.grad is not None, "No gradient reached x through RunningStandardize's output.")
+checks.expect(_x.grad is not None,
+              "No gradient reached x through RunningStandardize's output. In training mode the output is "
+              "computed from x and its batch statistics outside torch.no_grad(), so that autograd records it.")
 checks.expect_equal(int(_m.num_batches_tracked), 1, "The counter num_batches_tracked after one training batch",
                     why="Add 1 to num_batches_tracked on every forward pass in training mode.")
 _m.eval()
@@ -1387,7 +1394,8 @@ for _scheme in ("kaiming", "xavier"):
                           f"{_w.abs().max().item():.4f}. Xavier uniform draws from U(-a, a) with "
                           "a = sqrt(6 / (fan_in + fan_out)), which uses both fans.")
         checks.expect(abs(_w.mean().item()) < 0.1 * _std,
-                      f"The weights of '{_name}' are not centred on zero after init_weights.")
+                      f"The weights of '{_name}' are not centred on zero after init_weights. Both schemes "
+                      "draw from distributions centred on 0: N(0, 2 / fan_in) and U(-a, a).")
 # the meta device: weights are filled where they live, with no detour through the CPU
 for _scheme in ("kaiming", "xavier"):
     _tree = _fresh("meta")
@@ -1554,6 +1562,10 @@ _grad_modes = []
 _spy = _model.a.register_forward_hook(lambda m, i, o: _grad_modes.append(torch.is_grad_enabled()))
 try:
     _got = activation_shapes(_model, _x)
+    _calls = len(_grad_modes)
+    with torch.no_grad():
+        _model(_x)  # the hook the test attached before the call must still be there
+    _spy_kept = len(_grad_modes) > _calls
 finally:
     _spy.remove()
 _left = _leftover_hooks(_model)
@@ -1561,6 +1573,10 @@ checks.expect(not _left,
               f"After activation_shapes returned, hooks were still attached to {', '.join(_left)}. A hook stays "
               "until it is removed, and fires on every later call: keep the handles register_forward_hook "
               "returns, and call handle.remove() on each.")
+checks.expect(_spy_kept,
+              "activation_shapes removed a forward hook it had not added (the test attached one to a layer "
+              "before the call). Clearing module._forward_hooks wipes out everyone's hooks: remove only your "
+              "own, through the handles register_forward_hook returned.")
 _check_shapes(_got, [("b", (7, 4)), ("act", (7, 4)), ("a", (7, 6)), ("act", (7, 6)),
                      ("block.0", (7, 2)), ("block.1", (7, 2))], "a model with a reused ReLU", _model)
 checks.expect(_grad_modes and not any(_grad_modes),
