@@ -853,7 +853,8 @@ for _p, _pname in ((_wd, "w"), (_b.detach(), "b")):
                   "gradient; check that the update uses the gradient of this step, and that gradients "
                   "are cleared after the update, not between backward() and the update.")
 checks.expect_close(_losses[0], _rl[0], "the first recorded loss",
-                    why="Record loss.item() for the loss of each step, before its update.")
+                    why="The loss of a step is the mean (not the sum) of the squared errors, "
+                        "mean((X @ w + b - y) ** 2); record it with loss.item() before that step's update.")
 checks.expect_close(_wd, _rw, "the w after 60 steps", rtol=1e-4, atol=1e-5,
                     why="Each step: forward, loss, backward, w -= lr * w.grad (and the same for b) "
                         "under torch.no_grad(), then clear the gradients.")
