@@ -568,7 +568,9 @@ for _name, _train in _loaders.items():
         _sizes.append(len(_batch[1]))
         _seen.extend(int(i) for i in _batch[1])
     checks.expect(max(_sizes) == _train.batch_size and all(s == _train.batch_size for s in _sizes[:-1]),
-                  f"For {_name}, the evaluation loader does not use the training loader's batch size.")
+                  f"For {_name}, the evaluation loader's batches do not hold train_loader.batch_size samples. "
+                  "Keep the training loader's batch size (it is what fits through the model); only the "
+                  "order, the sampling and drop_last change for evaluation.")
     _dupes = len(_seen) - len(set(_seen))
     checks.expect(_dupes == 0,
                   f"For {_name}, the evaluation loader repeated {_dupes} samples (and so skipped "
@@ -735,6 +737,11 @@ _got = _got.cpu()
 checks.expect(not (torch.equal(_got, _want.T) and not torch.equal(_got, _want)),
               "The confusion matrix is transposed: by convention row t holds the samples whose TRUE "
               "class is t, and column p those PREDICTED as p.")
+checks.expect(not (torch.equal(_got, (_want > 0).long()) and not torch.equal(_got, _want)),
+              "Your confusion matrix holds 1 wherever a (true, predicted) pair occurs, however often it "
+              "occurs: `cm[targets, preds] += 1` writes each repeated index once, it does not add up "
+              "repeats. Count the pairs with an operation that accumulates (see the t * C + p idea "
+              "and Hint 2).")
 checks.expect(torch.equal(_got, _want),
               "The confusion matrix does not hold the right counts. Entry [t, p] counts the samples "
               "with true class t and predicted class p; every sample counts exactly once.")
@@ -756,7 +763,9 @@ _cm = torch.tensor([[5, 1, 0, 2],
                     [3, 1, 4, 0],
                     [0, 6, 0, 2]], device=checks.DEVICE)
 _got = per_class_recall(_cm)
-checks.expect_tensor(_got, "The result of per_class_recall(cm)", shape=(4,), dtype=torch.float32, device=checks.DEVICE)
+checks.expect_tensor(_got, "The result of per_class_recall(cm)", shape=(4,), dtype=torch.float32, device=checks.DEVICE,
+                     why="Recall is a fraction, one per class: convert the counts to float32 before dividing, "
+                         "and keep the result on the device of the matrix.")
 _got = _got.cpu()
 _rows = torch.tensor([5 / 8, float("nan"), 4 / 8, 2 / 8])
 _cols = torch.tensor([5 / 8, 0 / 8, 4 / 4, 2 / 4])
@@ -778,10 +787,14 @@ checks.expect_close(_got[[0, 2, 3]], _rows[[0, 2, 3]], "The recall of the classe
 #
 # An evaluation loop looks like a training loop with the update removed, and that is exactly
 # how it goes wrong. Here is what it must do, and why:
-# - **eval mode** for the whole loop, and the previous mode of every submodule back at the end
-#   (Sections 1 and 3: your `eval_mode` does this);
-# - **no recording**: the loop runs under `torch.no_grad()` or `torch.inference_mode()`
-#   (Section 2);
+# - **eval mode** for the whole loop, and the previous mode of every submodule back at the end,
+#   even when the loop fails halfway (Sections 1 and 3: your `eval_mode` does this);
+# - **no recording**: the loop runs inside a `with torch.no_grad():` or
+#   `with torch.inference_mode():` block (Section 2), so that recording is back on when the
+#   evaluation ends. (`torch.set_grad_enabled(False)` called on its own switches recording off
+#   for the whole program, training included; and `model.requires_grad_(False)` is not a way
+#   to evaluate at all: it freezes the parameters, and they stay frozen for the training that
+#   follows.)
 # - **no update of any kind**: no `backward()`, no `optimizer.step()`, and no `zero_grad()`
 #   either, because evaluation often runs in the middle of training and the gradients in
 #   `.grad` belong to the training loop;
@@ -800,7 +813,8 @@ checks.expect_close(_got[[0, 2, 3]], _rows[[0, 2, 3]], "The recall of the classe
 # `evaluate_broken` below is what you get by deleting the update from a training loop. Run it:
 # the cell calls it twice on a copy of `digits_model` and prints what goes wrong. It has more
 # problems than the cell shows. Write the correct `evaluate(model, loader, loss_fn)`:
-# - it moves each batch of `(inputs, targets)` to the device of the model's parameters;
+# - it moves each batch of `(inputs, targets)`, the inputs *and* the targets, to the device of
+#   the model's parameters;
 # - it returns a dict `{"loss": float, "accuracy": float, "samples": int}`: the mean loss
 #   per sample, the fraction of correct predictions, and the number of samples the loader
 #   yielded;
@@ -878,8 +892,9 @@ print(f"validation: loss {_r1['loss']:.4f}, accuracy {_r1['accuracy']:.4f} on {_
 
 # %% role="test" grade_id="test-evaluate-state" points=3
 # Hidden tests: dropout detected by repeated evaluations; a model in the middle of training
-# (Adam state, gradients in .grad, batch-norm statistics) snapshot before and after; a mixed-
-# mode model and a model in eval mode keep the mode of every submodule.
+# (Adam state, gradients in .grad, batch-norm statistics, requires_grad flags) snapshot before
+# and after; a mixed-mode model and a model in eval mode keep the mode of every submodule, also
+# when the loader fails halfway.
 ### BEGIN HIDDEN TESTS
 def _make():
     return nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.3),
@@ -904,14 +919,23 @@ with checks.seeded(3):
     _m = _make()
     _opt = torch.optim.Adam(_m.parameters(), lr=1e-2)
     _m.train()
-    for _xb, _yb in _loader:
-        _opt.zero_grad()
-        _loss(_m(_xb.to(checks.DEVICE)), _yb.to(checks.DEVICE)).backward()
-        _opt.step()
+    with torch.enable_grad():      # whatever an earlier call of evaluate did to the global switch
+        for _xb, _yb in _loader:
+            _opt.zero_grad()
+            _loss(_m(_xb.to(checks.DEVICE)), _yb.to(checks.DEVICE)).backward()
+            _opt.step()
     _before = checks.module_state(_m, _opt)
+    _learns = {_n: _p.requires_grad for _n, _p in _m.named_parameters()}
     evaluate(_m, _loader, _loss)
     _after = checks.module_state(_m, _opt)
 _changed = checks.changed_state(_before, _after)
+_frozen = [_n for _n, _p in _m.named_parameters() if _p.requires_grad != _learns[_n]]
+checks.expect(not _frozen,
+              f"After evaluate, requires_grad of {len(_frozen)} parameters ({', '.join(_frozen[:2])}, ...) was "
+              "no longer what it was: the model is frozen for the training that follows, and its "
+              "optimizer would silently stop updating it. requires_grad says what learns; it is not "
+              "a switch for evaluation. Leave it alone and run the loop under torch.no_grad() or "
+              "torch.inference_mode() instead.")
 _buffers = [c for c in _changed if c.startswith("buffers")]
 checks.expect(not _buffers,
               f"Your evaluate changed batch norm's buffers ({', '.join(_buffers)}): the model ran in "
@@ -949,10 +973,37 @@ evaluate(_m, _loader, _loss)
 checks.expect(not any(sub.training for sub in _m.modules()),
               "A model that was in eval mode came out of evaluate in training mode. Restore the mode "
               "you found instead of calling model.train().")
+
+
+class _Corrupt(torch.utils.data.Dataset):  # the second batch holds a sample that cannot be read
+    def __len__(self):
+        return 48
+
+    def __getitem__(self, i):
+        if i == 20:
+            raise ValueError("sample 20 cannot be read")
+        return _X[i], _Y[i]
+
+
+_m = _make()
+_m.train()
+_m[1].eval()                      # batch norm frozen, the rest training
+_before = checks.module_state(_m)
+try:
+    evaluate(_m, DataLoader(_Corrupt(), batch_size=16), _loss)
+except ValueError:
+    pass
+_modes = [c.split(": ", 1)[1] for c in checks.changed_state(_before, checks.module_state(_m)) if c.startswith("training")]
+checks.expect(not _modes,
+              f"When the loader failed halfway through evaluate (a sample of the second batch could not be "
+              f"read), the mode of {len(_modes)} of the model's modules was not restored: the training that "
+              "follows would run in eval mode. Restore the modes on every way out of the loop, with "
+              "try/finally or a with-block (your eval_mode does this).")
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-evaluate-grad" points=2
-# Hidden tests watch the model's outputs during evaluate: gradient recording must be off.
+# Hidden tests watch the model's outputs during evaluate: gradient recording must be off, and
+# on again once evaluate returns.
 ### BEGIN HIDDEN TESTS
 with checks.seeded(4):
     _m = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3)).to(checks.DEVICE)
@@ -960,10 +1011,18 @@ with checks.seeded(4):
 _tracked = []
 _hook = _m.register_forward_hook(lambda module, args, out: _tracked.append(out.requires_grad))
 try:
-    _r = evaluate(_m, _loader, nn.CrossEntropyLoss())
+    with torch.enable_grad():                 # recording on, as in the middle of training
+        _r = evaluate(_m, _loader, nn.CrossEntropyLoss())
+        _still_on = torch.is_grad_enabled()
 finally:
     _hook.remove()
 checks.expect(len(_tracked) > 0, "Your evaluate never called the model.")
+checks.expect(_still_on,
+              "After evaluate returned, gradient recording was switched off for the whole program: "
+              "torch.set_grad_enabled(False) (or no_grad entered by hand) stays in force after the "
+              "function ends, so the training steps that follow record nothing and backward() fails. "
+              "Run the loop inside a `with torch.no_grad():` or `with torch.inference_mode():` block, "
+              "which switches recording back on when it ends.")
 checks.expect(not any(_tracked),
               "During evaluate the model's outputs required grad: autograd recorded a graph for "
               "every batch, paying memory and time for a backward pass that never comes. Run the "
@@ -977,7 +1036,8 @@ checks.expect(type(_r["loss"]) is float,
 # %% role="test" grade_id="test-evaluate-values" points=3
 # Hidden tests compare with the whole set evaluated at once (with a loss_fn of our own), on a
 # loader whose last batch is smaller and on a loader whose sampler covers only part of its
-# dataset, and watch which device the model's inputs are on when the model lives elsewhere.
+# dataset, and watch which device the model's inputs and the targets are on when the model
+# lives elsewhere.
 ### BEGIN HIDDEN TESTS
 with checks.seeded(5):
     _m = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.3),
@@ -1008,10 +1068,17 @@ checks.expect(_r["samples"] == 103,
               "batch included.")
 with torch.no_grad():
     _means = [_loss(_ref(_X[i:i + 16].to(checks.DEVICE)), _Y[i:i + 16].to(checks.DEVICE)).item() for i in range(0, 103, 16)]
+    _accs = [(_ref(_X[i:i + 16].to(checks.DEVICE)).argmax(1) == _Y[i:i + 16].to(checks.DEVICE)).float().mean().item()
+             for i in range(0, 103, 16)]
 checks.expect(abs(_r["loss"] - sum(_means) / len(_means)) > 1e-6 or abs(_r["loss"] - _want_loss) < 1e-6,
               "Your evaluate averaged the batch means, so each of the 7 samples of the last batch weighed "
               "as much as 16/7 of a sample. Every sample must count once: weight each batch's mean "
               "loss by its number of samples, and divide the total by the number of samples.")
+_batch_avg = [sum(_accs) / len(_accs), sum(_a * 16 for _a in _accs) / 103, sum(_a * 16 for _a in _accs) / 112]
+checks.expect(all(abs(_r["accuracy"] - _b) > 1e-6 for _b in _batch_avg) or abs(_r["accuracy"] - _want_acc) < 1e-6,
+              "Your evaluate built its accuracy from the accuracies of the batches, so the 7 samples of the "
+              "last batch did not count as 7 samples. Count the correct predictions of each batch (a "
+              "number, not a fraction), add them up, and divide by the number of samples seen.")
 _plain = _reference(list(range(103)), nn.CrossEntropyLoss())[0]
 checks.expect(abs(_r["loss"] - _plain) > 1e-5 or abs(_r["loss"] - _want_loss) < 1e-5,
               "Your evaluate computed a cross-entropy of its own instead of calling the loss_fn it was given "
@@ -1036,29 +1103,50 @@ checks.expect_close(_r["loss"], _want_loss, "The loss from evaluate when the loa
                     rtol=1e-4, atol=1e-6, why="Divide by the number of samples the loader yielded.")
 
 
-class _Seen(BaseException):  # stops evaluate at the first forward pass, once its input is seen
+class _Seen(BaseException):  # stops evaluate once the first batch has reached the loss
     pass
 
 
-def _stop(module, args):
+def _watch(module, args):
     _devices.append(args[0].device.type)
+    if args[0].device.type != "meta":
+        raise _Seen
+
+
+def _spy_loss(logits, targets):
+    _target_devices.append(targets.device.type)
     raise _Seen
 
 
-_devices = []
+_devices, _target_devices, _failure = [], [], None
 _meta = nn.Sequential(nn.Linear(6, 3)).to("meta")  # a model elsewhere than its data, as on a GPU
-_handle = _meta.register_forward_pre_hook(_stop)
+_handle = _meta.register_forward_pre_hook(_watch)
 try:
-    evaluate(_meta, DataLoader(_ds, batch_size=16), _loss)
+    evaluate(_meta, DataLoader(_ds, batch_size=16), _spy_loss)
 except _Seen:
     pass
+except (RuntimeError, NotImplementedError) as _err:
+    if "meta" not in str(_err):
+        raise
+    _failure = str(_err).strip().splitlines()[0]  # a meta tensor met a CPU one, or was read, before the loss
 finally:
     _handle.remove()
+checks.expect(bool(_devices) or _failure is None,
+              "With the model's parameters on another device than the data (the meta device here, standing "
+              f"in for a GPU), evaluate failed before the model saw any input ({_failure}). Leave the model "
+              "where it is, and move each batch to the device of the model's parameters "
+              "(next(model.parameters()).device) before the forward pass.")
 checks.expect(bool(_devices) and all(_d == "meta" for _d in _devices),
               f"With the model's parameters on another device than the data (the meta device here, standing "
               f"in for a GPU), evaluate gave the model its inputs on {', '.join(sorted(set(_devices))) or 'no device'}. Move "
               "each batch to the device of the model's parameters (next(model.parameters()).device) before "
               "the forward pass: on a GPU, a model given CPU inputs fails.")
+_stray = sorted(set(_target_devices) - {"meta"})
+checks.expect(not _stray and not (_failure and "expected device" in _failure),
+              "With the model on another device than the data (the meta device here, standing in for a GPU), "
+              f"the targets stayed on {', '.join(_stray) or 'the CPU'} while the logits were on the model's device. "
+              "Move the targets too: the loss and the comparison with the predictions combine them with "
+              "the logits, and on a GPU tensors on two devices cannot meet in one operation.")
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-predict"
@@ -1080,7 +1168,8 @@ checks.expect(bool(_devices) and all(_d == "meta" for _d in _devices),
 # Write `predict(model, inputs, batch_size=256)`: `inputs` is an `(N, ...)` tensor of new
 # samples, on any device; return the `(N,)` int64 tensor of predicted class ids, on the CPU,
 # in the order of the inputs. The model never sees more than `batch_size` rows at once, runs
-# in eval mode without recording, and comes back in the mode it was in.
+# in eval mode without recording, and comes back in the mode it was in, even when a forward
+# pass fails. Like `evaluate`, it leaves the model exactly as it found it.
 #
 # <details><summary>Hint 1</summary>
 #
@@ -1119,9 +1208,9 @@ print("labels:   ", y_val[:12].tolist())
 
 
 # %% role="test" grade_id="test-predict-values" points=3
-# Hidden tests: as many rows per batch as classes, a last batch that is smaller, a model on the
-# grader's device with inputs on the CPU, a model on the meta device; the batch sizes and devices
-# the model sees are recorded.
+# Hidden tests: as many rows per batch as classes, a last batch that is smaller, many small
+# batches, a model on the grader's device with inputs on the CPU, a model on the meta device;
+# the batch sizes and devices the model sees are recorded.
 ### BEGIN HIDDEN TESTS
 def _is_argmax(ids, logits):
     """Each id is the position of its row's largest logit (ties within round-off allowed)."""
@@ -1132,7 +1221,7 @@ def _is_argmax(ids, logits):
 with checks.seeded(6):
     _m = nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 10)).to(checks.DEVICE)
     _inputs = torch.randn(35, 12)
-for _n, _bs in [(30, 10), (35, 8)]:
+for _n, _bs in [(30, 10), (35, 8), (35, 4)]:
     _x = _inputs[:_n]
     _sizes = []
     _hook = _m.register_forward_hook(lambda module, args, out: _sizes.append(args[0].shape[0]))
@@ -1143,7 +1232,8 @@ for _n, _bs in [(30, 10), (35, 8)]:
     checks.expect(len(_sizes) > 0 and max(_sizes) <= _bs,
                   f"With batch_size={_bs}, the model was given {max(_sizes, default=0)} rows at once. "
                   "Feed the new data in chunks of at most batch_size rows: an input too large for "
-                  "one forward pass must still work.")
+                  "one forward pass must still work. (Tensor.split(n) makes chunks of n rows; "
+                  "torch.chunk(x, n) makes n chunks, however large they are.)")
     checks.expect(sum(_sizes) == _n,
                   f"The model saw {sum(_sizes)} rows in total for {_n} inputs: every row must go "
                   "through the model exactly once.")
@@ -1171,7 +1261,7 @@ def _watch(module, args):
         raise _Seen
 
 
-_devices = []
+_devices, _failure = [], None
 _meta = nn.Sequential(nn.Linear(12, 10)).to("meta")  # a model elsewhere than its data, as on a GPU
 _handle = _meta.register_forward_pre_hook(_watch)
 try:
@@ -1181,9 +1271,15 @@ except _Seen:
 except NotImplementedError as _err:
     if "meta" not in str(_err):
         raise
-    _out = None  # predict was copying the ids to the CPU, which a meta tensor (it holds no data) refuses
+    _out = None  # predict was copying the ids (or the model) off the meta device, which holds no data
+    _failure = str(_err).strip().splitlines()[0]
 finally:
     _handle.remove()
+checks.expect(bool(_devices) or _failure is None,
+              "With the model's parameters on another device than the inputs (the meta device here, standing "
+              f"in for a GPU), predict failed before the model saw any input ({_failure}): it tried to move "
+              "the model. Leave the model where it is (it belongs to the caller, and on a GPU it is large) "
+              "and move each chunk to the device of the model's parameters.")
 checks.expect(_devices and all(_d == "meta" for _d in _devices),
               f"With the model's parameters on another device than the inputs (the meta device here, standing "
               f"in for a GPU), predict gave the model its inputs on {', '.join(sorted(set(_devices))) or 'no device'}. "
@@ -1196,9 +1292,9 @@ checks.expect(not (type(_out) is torch.Tensor and _out.device.type != "cpu"),
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-predict-behaviour" points=3
-# Hidden tests: dropout detected by repeated predictions, batch-norm buffers and every
-# submodule's mode checked before and after (a mixed-mode model too), gradient recording
-# watched through the outputs.
+# Hidden tests: dropout detected by repeated predictions, batch-norm buffers, requires_grad
+# flags and every submodule's mode checked before and after (a mixed-mode model too, and a
+# forward pass that fails), gradient recording watched through the outputs and afterwards.
 ### BEGIN HIDDEN TESTS
 with checks.seeded(7):
     _m = nn.Sequential(nn.Linear(12, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.5),
@@ -1213,15 +1309,18 @@ with torch.no_grad():
     _logits = torch.cat([_ref(c.to(checks.DEVICE)).cpu() for c in _x.split(16)])
 _picked = lambda ids: _logits.gather(1, ids.reshape(-1, 1)).squeeze(1)
 _before = checks.module_state(_m)
+_learns = {_n: _p.requires_grad for _n, _p in _m.named_parameters()}
 _tracked = []
 _hook = _m.register_forward_hook(lambda module, args, out: _tracked.append(out.requires_grad))
 try:
-    with checks.seeded(8):
+    with checks.seeded(8), torch.enable_grad():      # recording on, as in the middle of training
         _ids1 = predict(_m, _x, batch_size=16)
         _ids2 = predict(_m, _x, batch_size=16)
+        _still_on = torch.is_grad_enabled()
 finally:
     _hook.remove()
 _changed = checks.changed_state(_before, checks.module_state(_m))
+_frozen = [_n for _n, _p in _m.named_parameters() if _p.requires_grad != _learns[_n]]
 checks.expect_tensor(_ids1, "The result of predict(model, x)", shape=(40,), dtype=torch.int64, device="cpu",
                      why="predict returns one class id per row, as int64, on the CPU.")
 checks.expect(torch.equal(_ids1, _ids2) and bool((_picked(_ids1) >= _logits.max(dim=1).values - 1e-4).all()),
@@ -1234,6 +1333,15 @@ checks.expect(not any(c.startswith("buffers") for c in _changed),
 checks.expect(not any(_tracked),
               "During predict the model's outputs required grad: autograd recorded a graph for every "
               "chunk for nothing. Run the forward passes under torch.inference_mode() or torch.no_grad().")
+checks.expect(_still_on,
+              "After predict returned, gradient recording was switched off for the whole program "
+              "(torch.set_grad_enabled(False) stays in force after the function ends), so the training "
+              "that follows records nothing. Use a `with torch.inference_mode():` or "
+              "`with torch.no_grad():` block, which switches recording back on when it ends.")
+checks.expect(not _frozen,
+              f"After predict, requires_grad of {len(_frozen)} parameters was no longer what it was: the model "
+              "is frozen for any training that follows. requires_grad says what learns; to stop "
+              "recording, use torch.inference_mode() or torch.no_grad() and leave the parameters alone.")
 checks.expect(not any(c.startswith("training") for c in _changed),
               "Your predict left a training model in eval mode. Restore the mode the model had when "
               "predict was called.")
@@ -1248,6 +1356,28 @@ _modes = [f"submodule {n} ({type(_m.get_submodule(n)).__name__})" if n != "(the 
 checks.expect(not _modes,
               f"On a mixed-mode model (batch norm frozen in eval mode, the rest training), predict "
               f"changed the mode of {', '.join(_modes)}. Restore the flag of every submodule.")
+
+
+def _fail_second(module, args, out):  # the second chunk's forward pass fails
+    _calls.append(1)
+    if len(_calls) == 2:
+        raise ValueError("the forward pass of the second chunk failed")
+
+
+_calls = []
+_before = checks.module_state(_m)
+_hook = _m.register_forward_hook(_fail_second)
+try:
+    predict(_m, _x, batch_size=16)
+except ValueError:
+    pass
+finally:
+    _hook.remove()
+_modes = [c for c in checks.changed_state(_before, checks.module_state(_m)) if c.startswith("training")]
+checks.expect(not _modes,
+              f"When a forward pass failed in the middle of predict, the mode of {len(_modes)} of the model's "
+              "modules was not restored. Restore the modes on every way out, with try/finally or a "
+              "with-block (your eval_mode does this).")
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-summary"
