@@ -289,7 +289,9 @@ with checks.seeded(0):
     _model.load_state_dict(_snap)
     for _k, _v in _model.state_dict().items():
         checks.expect(torch.equal(_v, _before[_k]),
-                      f"Loading the snapshot back did not restore {_k}.")
+                      f"Loading the snapshot back with model.load_state_dict did not restore {_k}: a "
+                      "snapshot must hold every entry of state_dict() with the value it had when the "
+                      "snapshot was taken.")
 _meta = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8)).to("meta")  # a model elsewhere, as on a GPU
 try:
     _snap = snapshot(_meta)
@@ -326,9 +328,10 @@ checks.expect(not _moved,
 # (it only prints), but the same mechanism could delete files or steal credentials.
 #
 # `torch.load(path, weights_only=True)` uses a restricted unpickler that rebuilds only
-# tensors, numbers, strings, `None` and containers (dicts, lists, tuples, ordered dicts), and
-# refuses everything else. A `state_dict` loads; a pickled module or a booby-trapped object
-# does not. It has been the default since PyTorch 2.6, but older versions loaded anything by
+# tensors and plain data: numbers, strings, `None`, containers (dicts, lists, tuples, ordered
+# dicts) and a few of torch's own types (dtypes, sizes, devices). It refuses everything else,
+# unless you allow a class by name with `torch.serialization.add_safe_globals`. A
+# `state_dict` loads; a pickled module or a booby-trapped object does not. It has been the default since PyTorch 2.6, but older versions loaded anything by
 # default, so say it explicitly: the call is then safe whatever version runs it.
 #
 # **Devices.** Each saved tensor also records the device it lived on, and `torch.load` puts
@@ -376,7 +379,9 @@ except pickle.UnpicklingError:
 # - `restore_model(path, build_model)` calls `build_model()` once (a function without
 #   arguments that returns a freshly built model, already on the device it should live on),
 #   loads the saved state into that model, and returns it. It must load **safely** (refusing
-#   pickled objects) and **portably** (any file, from any device, loads on this machine).
+#   pickled objects), **portably** (any file, from any device, loads on this machine) and
+#   **strictly**: a file whose keys do not match the model's (another architecture, a renamed
+#   layer) is an error that reaches the caller, not a partial load (Section 4 says why).
 #
 # <details><summary>Hint 1</summary>
 #
@@ -450,7 +455,8 @@ print("save_model and restore_model make a round trip")
 
 # %% role="test" grade_id="test-save-restore" points=3
 # Hidden tests: a trained model (with moved batch-norm statistics) goes through a file and
-# comes back bit for bit, and the file holds only names and tensors.
+# comes back bit for bit, the file holds only names and tensors, and a file that does not match
+# the architecture is refused.
 ### BEGIN HIDDEN TESTS
 from collections import OrderedDict as _OD
 
@@ -504,7 +510,8 @@ with tempfile.TemporaryDirectory() as _tmp, checks.seeded(0):
     for _k in _state:
         checks.expect_tensor(_saved[_k], f"the saved {_k}")
         checks.expect(torch.equal(_saved[_k], _state[_k].cpu()),
-                      f"The saved {_k} is not the model's value at the time save_model was called.")
+                      f"The saved {_k} is not the model's value at the time save_model was called. Save "
+                      "model.state_dict() as it is, without changing or re-initialising anything.")
     _built = []
 
     def _build():
@@ -532,6 +539,23 @@ with tempfile.TemporaryDirectory() as _tmp, checks.seeded(0):
         checks.expect_close(_back(_x), _want, "the restored model's output in eval mode", rtol=0, atol=0,
                             why="A model restored from its state_dict should compute exactly what the "
                                 "saved model computed.")
+    _renamed = nn.Sequential(_OD(  # the same shapes, but the head is called classifier
+        body=nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.2)),
+        classifier=nn.Linear(8, 3),
+    )).to(checks.DEVICE)
+    try:
+        restore_model(_path, lambda: _renamed)
+        _refused = False
+    except NotImplementedError:
+        raise
+    except Exception:
+        _refused = True
+    checks.expect(_refused,
+                  "Your restore_model loaded a file into a model whose keys do not match it (the file has "
+                  "head.weight and head.bias, the model classifier.weight and classifier.bias) without an "
+                  "error: the model kept random values where the file had nothing for it. strict=False "
+                  "hides such mismatches; when restoring a model, load strictly (the default), so that an "
+                  "architecture that differs from the saved one raises instead of passing unnoticed.")
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-restore-safe" points=2
@@ -628,7 +652,8 @@ with tempfile.TemporaryDirectory() as _tmp, checks.seeded(0):
 # Sometimes a partial load is the point. In **transfer learning** you reuse a trained body
 # under a new head for a different task. `load_state_dict(state, strict=False)` loads the
 # entries whose names match, skips the rest, and **returns a report** with two lists,
-# `missing_keys` and `unexpected_keys`. Read it: a silent partial load (a typo in a prefix,
+# `missing_keys` and `unexpected_keys` (`load_state_dict` always returns this report; with
+# `strict=False` it is the only place a mismatch shows up). Read it: a silent partial load (a typo in a prefix,
 # say) leaves layers at their random initial values and trains a model that never saw the
 # saved weights. And note what `strict=False` does *not* forgive: a name present on both
 # sides with a **different shape** is still an error.
@@ -914,7 +939,8 @@ with tempfile.TemporaryDirectory() as _tmp, checks.seeded(0):
 #   optimiser's states, the integer `epoch`, and the RNG state of the CPU (and of every GPU,
 #   when CUDA is available).
 # - `load_checkpoint(path, model, optimizer)` loads that file safely and portably, restores
-#   the model, the optimiser and the RNG state in place, and returns the saved `epoch`.
+#   the model (strictly, as in Exercise 3: a checkpoint of another architecture is an error),
+#   the optimiser and the RNG state in place, and returns the saved `epoch`.
 #
 # How you lay out the dictionary is up to you.
 #
@@ -975,7 +1001,8 @@ print("save_checkpoint and load_checkpoint make a round trip")
 
 # %% role="test" grade_id="test-checkpoint-state" points=3
 # Hidden tests: after training with Adam, a checkpoint restores the model (buffers included),
-# every piece of the optimiser's state, and the epoch, into freshly built objects.
+# every piece of the optimiser's state, and the epoch, into freshly built objects; a checkpoint
+# of another architecture is refused.
 ### BEGIN HIDDEN TESTS
 from collections import OrderedDict as _OD
 
@@ -1040,11 +1067,29 @@ with tempfile.TemporaryDirectory() as _tmp, checks.seeded(0):
     checks.expect(len(_tracked) == len(_params) and all(_a is _b for _a, _b in zip(_tracked, _params)),
                   "After load_checkpoint the optimizer no longer updates the model's parameters. "
                   "Load the states into the objects you were given, in place.")
+    _renamed = nn.Sequential(_OD(  # the same shapes, but the head is called classifier
+        body=nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.2)),
+        classifier=nn.Linear(8, 3),
+    )).to(checks.DEVICE)
+    try:
+        load_checkpoint(_path, _renamed, torch.optim.Adam(_renamed.parameters(), lr=1e-2))
+        _refused = False
+    except NotImplementedError:
+        raise
+    except Exception:
+        _refused = True
+    checks.expect(_refused,
+                  "Your load_checkpoint resumed a model whose keys do not match the checkpoint (the "
+                  "checkpoint has head.weight and head.bias, the model classifier.weight and "
+                  "classifier.bias) without an error: training would carry on from random values for "
+                  "those layers. strict=False hides such mismatches; load the model's state strictly "
+                  "(the default), so that a checkpoint of another architecture raises.")
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-checkpoint-rng" points=2
 # Hidden tests: after load_checkpoint, the random number generator continues exactly where it
-# was when the checkpoint was saved.
+# was when the checkpoint was saved: the CPU's, and each GPU's (on a machine without one, on a
+# simulated GPU).
 ### BEGIN HIDDEN TESTS
 from collections import OrderedDict as _OD
 
@@ -1080,6 +1125,51 @@ with tempfile.TemporaryDirectory() as _tmp, checks.seeded(0):
                       "from where it was: each GPU has an RNG of its own. Save "
                       "torch.cuda.get_rng_state_all() too and restore it with "
                       "torch.cuda.set_rng_state_all().")
+
+if checks.DEVICE.type != "cuda":
+    # A machine with one GPU, simulated: torch.cuda says CUDA is available, and its RNG state
+    # functions read and write a fake generator state (a byte tensor on the CPU, as the real ones).
+    import torch.cuda.random as _cuda_random
+    from unittest import mock as _mock
+
+    _gpu_rng = [torch.arange(16, dtype=torch.uint8)]
+
+    def _index(device="cuda"):
+        return device if type(device) is int else (torch.device(device).index or 0)
+
+    def _get_state(device="cuda"):
+        return _gpu_rng[_index(device)].clone()
+
+    def _set_state(new_state, device="cuda"):
+        _gpu_rng[_index(device)] = new_state.clone()
+
+    def _get_all():
+        return [_s.clone() for _s in _gpu_rng]
+
+    def _set_all(new_states):
+        for _i, _s in enumerate(new_states):
+            _gpu_rng[_i] = _s.clone()
+
+    _fakes = {"get_rng_state": _get_state, "set_rng_state": _set_state,
+              "get_rng_state_all": _get_all, "set_rng_state_all": _set_all}
+    with tempfile.TemporaryDirectory() as _tmp, checks.seeded(0), _mock.patch.multiple(
+            torch.cuda, is_available=lambda: True, device_count=lambda: 1, **_fakes), \
+            _mock.patch.multiple(_cuda_random, **_fakes):
+        _path = os.path.join(_tmp, "checkpoint.pt")
+        _m, _o = _build()
+        save_checkpoint(_path, _m, _o, 1)
+        _saved_gpu = _gpu_rng[0].clone()
+        _gpu_rng[0] = torch.full((16,), 200, dtype=torch.uint8)   # the new process's GPU generator
+        _m2, _o2 = _build()
+        load_checkpoint(_path, _m2, _o2)
+        _gpu_back = torch.equal(_gpu_rng[0], _saved_gpu)
+    checks.expect(_gpu_back,
+                  "On a machine with a GPU (simulated here), load_checkpoint did not put the GPU's random "
+                  "number generator back where it was when the checkpoint was saved. Each GPU has a "
+                  "generator of its own, which draws the dropout masks and random batches of a model on "
+                  "that GPU, so a resumed run there would diverge. Whenever torch.cuda.is_available(), "
+                  "save torch.cuda.get_rng_state_all() in the checkpoint and restore it with "
+                  "torch.cuda.set_rng_state_all().")
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-checkpoint-safe" points=2
@@ -1281,8 +1371,9 @@ with tempfile.TemporaryDirectory() as _tmp, checks.seeded(0):
 print("run_training trains and saves")
 
 # %% role="test" grade_id="test-run-training" points=4
-# Hidden tests: an uninterrupted 4-epoch run and a run stopped after 2 epochs, then resumed in
-# a "new process" (other RNG state, freshly built model), must end bit for bit identical.
+# Hidden tests: an uninterrupted 4-epoch run, a run stopped after 2 epochs and a run that
+# crashes in its third epoch, each resumed in a "new process" (other RNG state, freshly built
+# model), must end bit for bit identical.
 ### BEGIN HIDDEN TESTS
 from collections import OrderedDict as _OD
 
@@ -1358,6 +1449,33 @@ with tempfile.TemporaryDirectory() as _tmp:
                   "the model (parameters and buffers), the optimizer state (Adam's moments), the "
                   "epoch, and the RNG state that draws the batches and dropout masks. Check your "
                   "checkpoint functions (see Hint 2).")
+
+    class _Crash(Exception):
+        pass
+
+    def _crashing(_m, _o):
+        if len(_calls) == 2:
+            raise _Crash("the machine went down during the third epoch")
+        _epoch(_m, _o)
+
+    _crashed = os.path.join(_tmp, "crashed.pt")
+    with checks.seeded(0):
+        del _calls[:]
+        try:
+            run_training(_build, _crashing, 4, _crashed)
+        except _Crash:
+            pass
+    with checks.seeded(4321):                  # a new process after the crash
+        torch.rand(77)
+        del _calls[:]
+        _m3, _o3 = run_training(_build, _epoch, 4, _crashed)
+    _s3, _t3 = _m3.state_dict(), _opt_tensors(_o3)
+    checks.expect(len(_calls) == 2 and all(torch.equal(_s1[_k], _s3[_k]) for _k in _s1)
+                  and all(_k in _t3 and torch.equal(_t1[_k], _t3[_k]) for _k in _t1),
+                  f"A run that crashed during its third epoch (train_epoch raised an error) was resumed with "
+                  f"{len(_calls)} epochs to go instead of 2, or did not end where the uninterrupted run ended: "
+                  "the checkpoint of the second epoch was not on disk when the crash came. A crash gives no "
+                  "warning, so save a checkpoint after every epoch, not only when the loop stops or ends.")
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-seeds"
@@ -1392,8 +1510,10 @@ with tempfile.TemporaryDirectory() as _tmp:
 #
 # Write `seed_everything(seed, deterministic=False)` that seeds Python's `random`, NumPy's
 # global generator and PyTorch (CPU and GPUs) with `seed`. When `deterministic` is true, it
-# also turns on deterministic algorithms, turns off cuDNN's benchmark mode, and sets
-# `CUBLAS_WORKSPACE_CONFIG` to `":4096:8"` unless it is already set. It returns nothing.
+# also turns on deterministic algorithms (in the mode that raises an error for an operation
+# without a deterministic implementation, not the one that only warns), turns off cuDNN's
+# benchmark mode, and sets `CUBLAS_WORKSPACE_CONFIG` to `":4096:8"` unless it is already set.
+# It returns nothing.
 #
 # <details><summary>Hint 1</summary>
 #
@@ -1480,6 +1600,11 @@ try:
                       "Your seed_everything(11, deterministic=True) did not turn on deterministic "
                       "algorithms: call torch.use_deterministic_algorithms(True), so operations "
                       "without a deterministic implementation raise instead of varying.")
+        checks.expect(not torch.is_deterministic_algorithms_warn_only_enabled(),
+                      "Your seed_everything(11, deterministic=True) turned on deterministic algorithms with "
+                      "warn_only=True: an operation without a deterministic implementation then only "
+                      "warns, and still gives different results from run to run. Leave warn_only at its "
+                      "default (False), so that such an operation raises an error you cannot miss.")
         checks.expect(torch.backends.cudnn.benchmark is False,
                       "Your seed_everything(11, deterministic=True) left cuDNN's benchmark mode on: it "
                       "picks the fastest algorithm by timing, which can differ between runs. Set "
