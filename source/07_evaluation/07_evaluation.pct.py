@@ -991,7 +991,9 @@ _m[1].eval()                      # batch norm frozen, the rest training
 _before = checks.module_state(_m)
 try:
     evaluate(_m, DataLoader(_Corrupt(), batch_size=16), _loss)
-except ValueError:
+except NotImplementedError:
+    raise
+except Exception:                 # the error itself may come out as it is, or wrapped in another
     pass
 _modes = [c.split(": ", 1)[1] for c in checks.changed_state(_before, checks.module_state(_m)) if c.startswith("training")]
 checks.expect(not _modes,
@@ -1060,8 +1062,15 @@ def _reference(rows, loss_fn=_loss):
 
 
 _ds = TensorDataset(_X, _Y)
-_r = evaluate(_m, DataLoader(_ds, batch_size=16), _loss)       # 6 batches of 16, then 7
 _want_loss, _want_acc = _reference(list(range(103)))
+_probe = (torch.randn(5, 3, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 1, 0]))
+_probe_before = _loss(*_probe).item()
+_r = evaluate(_m, DataLoader(_ds, batch_size=16), _loss)       # 6 batches of 16, then 7
+checks.expect(_loss(*_probe).item() == _probe_before,
+              "Your evaluate changed the loss function it was given: after the call it no longer computes "
+              "what it computed before (was its reduction changed?). The caller goes on training with "
+              "that loss function. Leave it as it is: it returns the mean over a batch, so weight each "
+              "batch's loss by the batch's size.")
 checks.expect(_r["samples"] == 103,
               f"On a loader over 103 samples (the last batch holds 7), evaluate reported {_r['samples']} "
               "samples. Every sample the loader yields must be counted exactly once, the last, smaller "
@@ -1369,7 +1378,9 @@ _before = checks.module_state(_m)
 _hook = _m.register_forward_hook(_fail_second)
 try:
     predict(_m, _x, batch_size=16)
-except ValueError:
+except NotImplementedError:
+    raise
+except Exception:                 # the error itself may come out as it is, or wrapped in another
     pass
 finally:
     _hook.remove()
