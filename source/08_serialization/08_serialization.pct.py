@@ -1323,6 +1323,8 @@ def build():
 # Calling it with `stop_after=2`, then again without, trains 2 epochs and then the other 2,
 # and the hidden test checks that the model and optimiser end up **exactly** where the
 # uninterrupted run ended, with the RNG disturbed in between (as a new process would find it).
+# It also interrupts runs the hard way (a `train_epoch` that raises an error in the middle of
+# the run, as a crash would) and resumes a run twice (`stop_after=2`, then `stop_after=3`).
 #
 # <details><summary>Hint 1</summary>
 #
