@@ -435,15 +435,20 @@ for _n, _c in [(6, 4), (3, 10)]:
     checks.expect_close(_got, _want, "`classify_loss(logits, labels)`", rtol=1e-4, atol=1e-6,
                         why="It should be the cross-entropy of the raw logits against the class indices, "
                             "averaged over the batch (nn.CrossEntropyLoss or F.cross_entropy).")
-    _g, = torch.autograd.grad(_got, _logits)
+    _g, = torch.autograd.grad(_got, _logits, allow_unused=True)
+    checks.expect(_g is not None,
+                  "No gradient flows from classify_loss back to the logits: the tensor it returns is not connected "
+                  "to them (rebuilt from a number with torch.tensor(...), or cut with .detach() or .item()), so a "
+                  "model trained with it would never learn. Compute the loss from the logits with torch operations "
+                  "and return that tensor.")
     _g_want, = torch.autograd.grad(_want, _logits)
     checks.expect_close(_g, _g_want, "The gradient of classify_loss with respect to the logits",
                         rtol=1e-4, atol=1e-6, why="The loss must be computed from the logits themselves.")
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-multilabel-loss" points=1
-# Hidden tests compare multilabel_loss with binary cross-entropy on the logits, including very
-# confident (large) logits.
+# Hidden tests compare multilabel_loss and its gradient with binary cross-entropy on the logits,
+# including very confident (large) logits.
 ### BEGIN HIDDEN TESTS
 with checks.seeded(3):
     _logits = (4 * torch.randn(8, 3, device=checks.DEVICE))
@@ -474,10 +479,19 @@ checks.expect_close(_got, _want, "`multilabel_loss(logits, targets)`", rtol=1e-4
                         "matches for moderate logits but not for very large ones, the sigmoid and the log were "
                         "computed separately: use "
                         "BCEWithLogitsLoss, which is numerically stable for any logit.")
+_g, = torch.autograd.grad(_got, _logits, allow_unused=True)
+checks.expect(_g is not None,
+              "No gradient flows from multilabel_loss back to the logits: the tensor it returns is not connected to "
+              "them (rebuilt from a number with torch.tensor(...), or cut with .detach() or .item()), so a model "
+              "trained with it would never learn. Compute the loss from the logits with torch operations and "
+              "return that tensor.")
+_g_want, = torch.autograd.grad(_want, _logits)
+checks.expect_close(_g, _g_want, "The gradient of multilabel_loss with respect to the logits", rtol=1e-4, atol=1e-6,
+                    why="The loss must be computed from the logits themselves.")
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-regression-loss" points=1
-# Hidden tests compare regression_loss with the mean squared error of matching shapes.
+# Hidden tests compare regression_loss and its gradient with the mean squared error of matching shapes.
 ### BEGIN HIDDEN TESTS
 with checks.seeded(4):
     _pred = torch.randn(7, 1, device=checks.DEVICE, requires_grad=True)
@@ -493,6 +507,15 @@ checks.expect(abs(_got.item() - _all_pairs.item()) > 1e-6,
 checks.expect_close(_got, _want, "`regression_loss(pred, target)`", rtol=1e-4, atol=1e-6,
                     why="It should be the mean of the squared differences between each prediction and its own "
                         "target.")
+_g, = torch.autograd.grad(_got, _pred, allow_unused=True)
+checks.expect(_g is not None,
+              "No gradient flows from regression_loss back to the predictions: the tensor it returns is not "
+              "connected to them (rebuilt from a number with torch.tensor(...), or cut with .detach() or .item()), "
+              "so a model trained with it would never learn. Compute the loss from pred with torch operations and "
+              "return that tensor.")
+_g_want, = torch.autograd.grad(_want, _pred)
+checks.expect_close(_g, _g_want, "The gradient of regression_loss with respect to the predictions", rtol=1e-4,
+                    atol=1e-6, why="The loss must be computed from the predictions themselves.")
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-epoch"
@@ -610,7 +633,8 @@ _spy.check_loop(steps=len(_batches), name="`train_epoch`")
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-train-epoch-loss" points=2
-# Hidden tests check the mean loss train_epoch returns, and that it lets each batch's graph go.
+# Hidden tests check the mean loss train_epoch returns (with a smaller last batch), and that it lets each
+# batch's graph go.
 ### BEGIN HIDDEN TESTS
 _watch = checks.GraphWatch()
 _seen = []
@@ -624,8 +648,8 @@ def _watched_loss(outputs, targets):
 
 with checks.seeded(2):
     _model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).to(checks.DEVICE)
-    _batches = [(torch.randn(8, 4, device=checks.DEVICE), torch.randint(0, 3, (8,), device=checks.DEVICE))
-                for _ in range(6)]
+    _batches = [(torch.randn(_n, 4, device=checks.DEVICE), torch.randint(0, 3, (_n,), device=checks.DEVICE))
+                for _n in (8, 8, 8, 8, 8, 2)]  # the last batch is smaller, as a DataLoader's often is
 _opt = torch.optim.SGD(_model.parameters(), lr=0.1)
 _mean = train_epoch(_model, _batches, _watched_loss, _opt)
 checks.expect(type(_mean) is float,
@@ -639,6 +663,12 @@ checks.expect(_watch.peak <= 2,
               "kept each batch's loss tensor (adding loss tensors into a total, or appending them to a list), "
               "and with it the batch's whole graph, so memory grows with every batch. Keep Python numbers "
               "(loss.item()) instead.")
+_sizes = [len(_y) for _, _y in _batches]
+checks.expect(abs(_mean - sum(_l * _n for _l, _n in zip(_seen, _sizes)) / sum(_sizes)) > 1e-6
+              or abs(_mean - sum(_seen) / len(_seen)) <= 1e-6,
+              "`train_epoch` weighted each batch's loss by the number of samples in it. The exercise asks for the "
+              "mean of the batch losses with every batch counting once: add up what train_step returns and "
+              "divide by the number of batches.")
 checks.expect_close(_mean, sum(_seen) / len(_seen), "The mean loss train_epoch returned", rtol=1e-5, atol=1e-6,
                     why="Return the mean of the batch losses, each as computed for its batch before that "
                         "batch's update; every batch counts once.")
@@ -809,7 +839,7 @@ if not _same(_got[-1], _ref[-1]):
 # The buffers must live in self.state, where optimizer.state_dict() finds them (a checkpoint saves them).
 _saved = _mine.state_dict()["state"]
 checks.expect(len(_saved) == len(list(_net.parameters()))
-              and all(any(torch.is_tensor(_v) and tuple(_v.shape) == tuple(_q.shape) for _v in _saved[_i].values())
+              and all(any(torch.is_tensor(_v) and tuple(_v.shape) == tuple(_q.shape) for _v in _saved.get(_i, {}).values())
                       for _i, _q in enumerate(_net.parameters())),
               "MomentumSGD's updates are right, but its momentum buffers are not in self.state[p], so "
               "optimizer.state_dict() does not contain them: a checkpoint would lose them and a resumed run "
@@ -818,8 +848,8 @@ checks.expect(len(_saved) == len(list(_net.parameters()))
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-momentum-sgd-groups" points=2
-# Hidden tests use two parameter groups with their own learning rates, a scheduler that
-# changes the learning rate between steps, zero_grad(set_to_none=False), and a layer that
+# Hidden tests use two parameter groups with their own learning rate, momentum and weight decay,
+# a scheduler that changes the learning rate between steps, zero_grad(set_to_none=False), and a layer that
 # takes no part in the loss (its .grad stays None).
 ### BEGIN HIDDEN TESTS
 class _Net(nn.Module):
@@ -839,8 +869,8 @@ def _make_net():
 
 
 def _groups(m):
-    return [{"params": list(m.body.parameters()), "lr": 0.02},
-            {"params": list(m.head.parameters()) + list(m.unused.parameters())}]
+    return [{"params": list(m.body.parameters()), "lr": 0.02, "momentum": 0.5},
+            {"params": list(m.head.parameters()) + list(m.unused.parameters()), "weight_decay": 0.01}]
 
 
 with checks.seeded(5):
@@ -887,9 +917,11 @@ checks.expect(not any(torch.is_tensor(_v) and _v.untyped_storage().data_ptr() in
 if not _same(_got[-1], _ref[-1]):
     _first = next(_i for _i in range(len(_ref)) if not _same(_got[_i], _ref[_i]))
     checks.expect(_first >= 2,
-                  "With two parameter groups, MomentumSGD's updates differ from torch.optim.SGD's from the "
-                  "first step. Each group carries its own hyperparameters: read lr, momentum and weight_decay "
-                  "from the group (group['lr']), not from the constructor's arguments.")
+                  f"With two parameter groups that set their own lr, momentum and weight_decay, MomentumSGD's "
+                  f"update {_first + 1} already differs from torch.optim.SGD's, before the scheduler has changed "
+                  "anything. Each group carries its own hyperparameters: read lr, momentum and weight_decay "
+                  "from the group at every step (group['lr'], group['momentum'], ...), not from the "
+                  "constructor's arguments.")
     checks.expect(False,
                   f"MomentumSGD matches torch.optim.SGD until the scheduler lowers the learning rate, then update "
                   f"{_first + 1} differs. Read group['lr'] at every step (a scheduler writes a new value there), "
@@ -1087,8 +1119,9 @@ checks.expect(abs(_epochs[0][0] - 0.05) > 1e-9,
               "before the epoch's optimizer steps, so the schedule skipped its first value. Step the "
               "scheduler after the epoch's training.")
 checks.expect(not all(abs(_e[0] - 0.1) < 1e-9 for _e in _epochs),
-              "The learning rate never changed: fit did not step the scheduler it was given. Call "
-              "scheduler.step() once per epoch, after the epoch's training.")
+              "All three epochs trained at the initial learning rate: the scheduler was not stepped between "
+              "epochs (not at all, or only once the training was over). Call scheduler.step() once per epoch, "
+              "inside the loop over epochs, after that epoch's training.")
 checks.expect_close(_opt.param_groups[0]["lr"], 0.0125, "The learning rate after fit", rtol=1e-6,
                     why="Three epochs with StepLR(step_size=1, gamma=0.5) should step the scheduler exactly "
                         "three times, once after each epoch.")
@@ -1697,6 +1730,10 @@ checks.expect(not all(torch.equal(_a, _q.detach()) for _a, _q in zip(_start, _mo
               "After train_digits, the parameters of the model it was given are unchanged: nothing trained "
               "that model. Train the `model` argument itself, the one the caller will evaluate (not a new "
               "model built inside train_digits), with a backward pass and an optimizer step for every batch.")
+checks.expect(_loader.passes >= 1,
+              "`train_digits` never iterated over the train_loader it was given: it trained on data of its own "
+              "choosing. Train on the loader passed in (hand it to fit): the caller decides what the model learns "
+              "from, its batches, its shuffling and its split.")
 checks.expect(_loader.passes <= 30,
               f"`train_digits` made {_loader.passes} passes over the training data; the budget is 30 epochs. "
               "Choose a learning rate (and schedule) that gets there sooner.")
