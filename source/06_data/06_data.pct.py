@@ -159,8 +159,8 @@ checks.expect_equal(len(_ds), len(digits.target), "The length of DigitsDataset(d
 print("DigitsDataset looks right so far: digit", int(_label), "with", int((_image > 0).sum()), "lit pixels")
 
 # %% role="test" grade_id="test-digits" points=3
-# Hidden tests: every index of a small dataset (values, dtypes, shapes), the end, your inputs left intact, batching by a
-# DataLoader, and faint images whose pixels never reach 16.
+# Hidden tests: every index of a small dataset (values, dtypes, shapes), the end, your inputs left intact (float64 and
+# float32 arrays), batching by a DataLoader, and faint images whose pixels never reach 16.
 ### BEGIN HIDDEN TESTS
 _rng = np.random.default_rng(0)
 _N = 37
@@ -193,7 +193,9 @@ for _i in range(_N):
                          why="Class labels are int64 class indices of shape (), whatever integer dtype the "
                              "labels arrived in: nn.CrossEntropyLoss wants int64, and 0-d labels stack into "
                              "a (B,) batch.")
-    checks.expect(int(_label) == int(_labs[_i]), f"The label of ds[{_i}] is not labels[{_i}].")
+    checks.expect(int(_label) == int(_labs[_i]),
+                  f"The label of ds[{_i}] is not labels[{_i}]. Sample i pairs image i with label i: index both "
+                  "with the same i.")
 try:
     _ds[_N]
 except IndexError:
@@ -216,13 +218,28 @@ for _images, _labels in torch.utils.data.DataLoader(_ds, batch_size=8):
     checks.expect_tensor(_labels, "A batch of labels from DataLoader(ds, batch_size=8)", shape=(None,),
                          dtype=torch.int64)
     _total += len(_labels)
-checks.expect(_total == _N, f"One epoch over DataLoader(ds, batch_size=8) gave {_total} samples for {_N} images.")
+checks.expect(_total == _N,
+              f"One epoch over DataLoader(ds, batch_size=8) gave {_total} samples for {_N} images. The loader asks "
+              "for every index from 0 to len(ds) - 1 once: len(ds) and ds[i] must count and return single samples.")
 _real = DigitsDataset(digits.images, digits.target)
 for _i in [0, 5, 1796]:
     _image, _label = _real[_i]
     checks.expect_close(_image, torch.as_tensor(digits.images[_i], dtype=torch.float32)[None] / 16,
-                        f"The image of DigitsDataset(digits.images, digits.target)[{_i}]")
-    checks.expect(int(_label) == int(digits.target[_i]), f"The label of the real digit {_i} is wrong.")
+                        f"The image of DigitsDataset(digits.images, digits.target)[{_i}]",
+                        why="It should hold image i's pixels, divided by 16 so they lie in [0, 1].")
+    checks.expect(int(_label) == int(digits.target[_i]),
+                  f"The label of DigitsDataset(digits.images, digits.target)[{_i}] is not digits.target[{_i}]. "
+                  "Sample i pairs image i with label i.")
+_imgs32 = np.random.default_rng(4).integers(0, 17, size=(5, 8, 8)).astype(np.float32)  # already float32:
+_imgs32_before = _imgs32.copy()                                                   # no conversion, no copy
+_image, _label = DigitsDataset(_imgs32, np.arange(5))[2]
+checks.expect(np.array_equal(_imgs32, _imgs32_before),
+              "DigitsDataset changed the float32 array it was given. When an array already has the dtype you ask "
+              "for, torch.as_tensor and torch.from_numpy make no copy: the tensor shares the array's memory, so "
+              "an in-place operation on it (/=, div_) rewrites the caller's data. Scale out of place "
+              "(x = x / 16), which makes a new tensor.")
+checks.expect_close(_image, torch.as_tensor(_imgs32_before[2])[None] / 16, "The image of ds[2] for float32 images",
+                    why="It should hold image i's pixels divided by 16, whatever the dtype of the array.")
 _faint = np.full((3, 8, 8), 4.0)  # no pixel reaches 16
 _faint[1, 2, 3] = 8.0
 _image, _label = DigitsDataset(_faint, np.arange(3))[1]
@@ -254,7 +271,9 @@ checks.expect(len(_calls) == 0,
               "__getitem__, once per access: a random augmentation applied in __init__ is drawn once and "
               "frozen, so every epoch sees the same variant.")
 _image, _label = _ds[3]
-checks.expect(len(_calls) == 1, f"Reading one sample called the transform {len(_calls)} times instead of once.")
+checks.expect(len(_calls) == 1,
+              f"Reading one sample called the transform {len(_calls)} times instead of once. Call it once per access, "
+              "in __getitem__, on the one image you are about to return.")
 _seen = _calls[0]
 _scaled = torch.as_tensor(_imgs_before[3], dtype=torch.float32)[None] / 16
 checks.expect_tensor(_seen, "What the transform received", shape=(1, 8, 8), dtype=torch.float32,
@@ -306,10 +325,13 @@ checks.expect(len(_calls) == 2,
 #
 # **Workers.** With `num_workers=k`, the loader starts `k` processes that call `__getitem__`
 # and collate batches in parallel while your model computes, which pays off when reading or
-# decoding a sample is slow. Each worker gets its **own copy of the Dataset object** (on macOS
-# and Windows, a pickled copy), so a Dataset should hold addresses of its data rather than the
-# data (Section 3). Workers change who does the work, not what comes out: the batches and
-# their order are the same. Start with `num_workers=0` (the default) while debugging: errors
+# decoding a sample is slow. Each worker gets its **own copy of the Dataset object** (a pickled
+# copy on macOS and Windows, and on Linux too from Python 3.14, whose default start method is
+# no longer `fork`), so a Dataset should hold addresses of its data rather than the data
+# (Section 3). Workers change who does the work, not what comes out: the same indices go into
+# the same batches, which arrive in the same order. (Random transforms are the exception: each
+# worker draws from a random generator of its own, which the loader seeds for it.) Start with
+# `num_workers=0` (the default) while debugging: errors
 # inside worker processes are harder to read. This notebook uses 0 everywhere; the data are
 # tiny. For a real training run it would look like this (not run here):
 #
@@ -612,7 +634,8 @@ with tempfile.TemporaryDirectory() as _tmp:
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-recordings-lazy" points=3
-# Hidden tests count the reads your Dataset makes, change a file after it was created, and measure what a worker would receive.
+# Hidden tests count the reads your Dataset makes, change a file after it was created (and after it was read), and
+# measure what a worker would receive.
 ### BEGIN HIDDEN TESTS
 import pickle as _pickle
 
@@ -660,7 +683,16 @@ with tempfile.TemporaryDirectory() as _tmp:
     _ds[4]
     _ds[0]
     checks.expect(_reads == ["s4.txt", "s0.txt"],
-                  "Reading ds[4] then ds[0] should read s4.txt, then s0.txt, and nothing else.")
+                  "Reading ds[4] then ds[0] should read s4.txt, then s0.txt, and nothing else: each access reads "
+                  "the file of that one sample, through self.reader.")
+    _reads.clear()
+    _write(Path(_tmp) / "s2.txt", [1.25, 2.5, -1.0], 0)  # sample 2 changes on disk after it was read
+    _values, _label = _ds[2]
+    checks.expect(_reads == ["s2.txt"] and tuple(_values.shape) == (3,),
+                  "Reading ds[2] a second time did not read its file again: your Dataset keeps the samples it has "
+                  "read. Such a cache grows into a copy of the whole dataset during the first epoch (one copy per "
+                  "worker process), which is what a lazy Dataset exists to avoid, and it serves stale data once "
+                  "a file changes. Read the sample's file at every access; keep only the paths.")
     for _i in range(6):  # big recordings: a copy of the data would weigh far more than the paths
         _write(Path(_tmp) / f"s{_i}.txt", np.linspace(0, 1, 3000), 0)
     _plain_big = RecordingFiles(_tmp)
@@ -668,7 +700,8 @@ with tempfile.TemporaryDirectory() as _tmp:
         _size = len(_pickle.dumps(_plain_big))
     except Exception as _err:  # noqa: BLE001
         checks.expect(False, f"The Dataset could not be pickled ({type(_err).__name__}). With num_workers > 0, "
-                             "each worker receives a copy of the Dataset, pickled on macOS and Windows: keep "
+                             "each worker receives a copy of the Dataset, pickled on macOS and Windows (and on Linux from "
+                             "Python 3.14): keep "
                              "plain data (paths, the reader function) on self.")
     checks.expect(_size < 16_000,
                   f"A pickled RecordingFiles over 6 files weighs {_size} bytes. Each worker process receives a "
@@ -759,8 +792,8 @@ _padded, _lengths, _labels = next(iter(torch.utils.data.DataLoader(eager, batch_
 print("A batch of recordings:", tuple(_padded.shape), "with true lengths", _lengths.tolist())
 
 # %% role="test" grade_id="test-collate" points=3
-# Hidden tests: sequences with real zeros in them, batches of different sizes, float64 values, and data on the grader's
-# device.
+# Hidden tests: sequences with real zeros in them, batches of different sizes, float64 values, data on the grader's
+# device and on the meta device.
 ### BEGIN HIDDEN TESTS
 _rng = np.random.default_rng(3)
 
@@ -790,6 +823,10 @@ for _lengths in [[3, 7, 2, 5], [4], [6, 6, 6], [1, 9, 4, 4, 2, 8]]:
                   "on a longer sequence.")
     checks.expect_tensor(_len, f"The returned lengths for true lengths {_lengths}", shape=(_B,), dtype=torch.int64,
                          why="Return the true lengths as an int64 tensor, one per sequence.")
+    checks.expect(_len.cpu().tolist() != [int(_t) for _t in _labs] or _lengths == [int(_t) for _t in _labs],
+                  f"For sequences of lengths {_lengths}, the second element pad_collate returned holds the labels. "
+                  "Return the three tensors in the order (padded, lengths, labels): the code that unpacks the "
+                  "batch relies on it.")
     checks.expect(_len.cpu().tolist() == _lengths or sorted(_len.cpu().tolist()) != sorted(_lengths),
                   f"For sequences of lengths {_lengths}, lengths is {_len.cpu().tolist()}: pad_collate changed the "
                   "order of the samples. Keep the order of `batch`, so that row i of padded, lengths[i] and "
@@ -807,7 +844,8 @@ for _lengths in [[3, 7, 2, 5], [4], [6, 6, 6], [1, 9, 4, 4, 2, 8]]:
                       "the values.")
     checks.expect_tensor(_lab, f"The labels for lengths {_lengths}", shape=(_B,), dtype=torch.int64)
     checks.expect(_lab.cpu().tolist() == [int(_t) for _t in _labs],
-                  "The returned labels are not the samples' labels in the order of the batch.")
+                  "The returned labels are not the samples' labels in the order of the batch: labels[i] must be "
+                  "the label of sample i of `batch` (stack them in that order).")
 
 
 _seqs64 = [torch.tensor([1.5, 0.0, 2.5], dtype=torch.float64, device=checks.DEVICE),
@@ -817,6 +855,25 @@ checks.expect_tensor(_out[0], "The padded batch for float64 sequences", dtype=to
                      why="padded must have the dtype and the device of the values. Build it from them "
                          "(values.new_zeros, or pad_sequence): torch.zeros makes float32 on the CPU whatever the "
                          "data, so a batch of GPU data would silently leave the GPU.")
+# Tensors on the meta device have a shape and a device but no values: padded must come out on that device.
+_meta_why = ("A collate function keeps the batch on the device of its samples: make padded from the values "
+             "(values.new_zeros, torch.zeros(..., device=values.device), or pad_sequence). A bare torch.zeros(...) "
+             "always allocates on the CPU, so a batch of GPU data would silently leave the GPU. (This test gives "
+             "pad_collate tensors on the meta device, which have a shape and a device but no values.)")
+_meta_batch = [(torch.empty(_n, device="meta"), torch.tensor(_k)) for _k, _n in enumerate([3, 5, 2])]
+try:
+    _meta_out = pad_collate(_meta_batch)
+except NotImplementedError as _err:  # copying meta values into a tensor elsewhere
+    if "copy out of meta" not in str(_err):
+        raise
+    checks.expect(False, "pad_collate copied the values into a tensor on another device than theirs. " + _meta_why)
+except RuntimeError as _err:
+    if "expected device" in str(_err) or "same device" in str(_err):
+        checks.expect(False, "pad_collate combined the values with a tensor on another device. " + _meta_why)
+    _meta_out = None  # it reads a number from a tensor of the values' device (fine on a real device): no verdict
+if type(_meta_out) is tuple and len(_meta_out) == 3 and type(_meta_out[0]) is torch.Tensor:
+    checks.expect(_meta_out[0].device.type == "meta",
+                  f"pad_collate made padded on {_meta_out[0].device.type}, not on the device of the values. " + _meta_why)
 
 
 class _Seqs(torch.utils.data.Dataset):
@@ -839,7 +896,9 @@ for _padded, _len, _lab in torch.utils.data.DataLoader(_Seqs(_seqs), batch_size=
     checks.expect(_len.tolist() == [len(_s) for _s in _seqs[_seen:_seen + len(_len)]],
                   "In a DataLoader, the lengths are not the true lengths of the batch's sequences.")
     _seen += len(_len)
-checks.expect(_seen == 11, f"A DataLoader with pad_collate yielded {_seen} samples of 11.")
+checks.expect(_seen == 11,
+              f"A DataLoader with pad_collate yielded {_seen} samples of 11. Return one row, one length and one "
+              "label for every sample of the batch.")
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-loaders"
@@ -857,8 +916,8 @@ checks.expect(_seen == 11, f"A DataLoader with pad_collate yielded {_seen} sampl
 # The two loaders then differ on purpose:
 # - **training**: `shuffle=True` with a seeded generator (a new order every epoch, the same
 #   sequence of orders every run), and `drop_last=True`, so that every step sees a full batch
-#   (a last batch of one or two samples gives a noisy step, and batch normalisation cannot
-#   work on a single sample);
+#   (a last batch of one or two samples gives a noisy step, and batch normalisation refuses a
+#   training batch of a single vector);
 # - **evaluation**: no shuffle and no `drop_last`: every validation sample counted exactly once,
 #   in a fixed order.
 #
@@ -1128,7 +1187,8 @@ print("indices drawn:", _drawn, "-> labels:", _labels[_drawn].tolist())
 
 
 # %% role="test" grade_id="test-sampler" points=3
-# Hidden tests measure class frequencies over many draws (fixed seeds, generous margins), with class ids 0, 1, 2 and then 0, 3, 7.
+# Hidden tests measure class frequencies over many draws (fixed seeds, generous margins), with class ids 0, 1, 2 and then 0, 3, 7,
+# and compare the draws of successive epochs.
 ### BEGIN HIDDEN TESTS
 def _imbalanced(ids):
     _perm = torch.randperm(1000, generator=torch.Generator().manual_seed(7))
@@ -1151,6 +1211,11 @@ checks.expect(len(balanced_sampler(_labels)) == 1000, "The sampler's length shou
 _drawn = _draw(_labels, 0, 1, epochs=3)
 checks.expect(len(_drawn) == 3000 and int(_drawn.min()) >= 0 and int(_drawn.max()) < 1000,
               "Three passes over the sampler should give 3000 indices between 0 and len(labels) - 1.")
+checks.expect(not torch.equal(_drawn[:1000], _drawn[1000:2000]),
+              "Two passes over your sampler drew exactly the same indices. A DataLoader iterates its sampler once "
+              "per epoch, and a random sampler draws afresh each time, so every epoch sees a new selection: return "
+              "a WeightedRandomSampler (it draws from its generator whenever it is iterated), not indices drawn "
+              "once in advance.")
 checks.expect(len(set(_drawn.tolist())) > 500,
               f"Over 3000 draws the sampler used only {len(set(_drawn.tolist()))} different samples out of 1000. "
               "The weights are per sample: give one weight to every index (len(labels) of them), not one per class.")
