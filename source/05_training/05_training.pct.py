@@ -1584,8 +1584,8 @@ for _curve, _lr in [("A", 0.5), ("B", 30.0), ("C", 0.001)]:
 #
 # - `make_digits_model()` returns a fresh MLP mapping a batch of 64 pixel values, `(N, 64)`, to
 #   10 logits, `(N, 10)`. No softmax at the end: section 3 says why.
-# - `train_digits(model, train_loader)` trains the model it is given with your `fit`, and
-#   returns `fit`'s loss history. Choose the loss, the optimiser, its learning rate, a
+# - `train_digits(model, train_loader)` trains the model it is given on `train_loader` with your
+#   `fit`, and returns `fit`'s loss history. Choose the loss, the optimiser, its learning rate, a
 #   scheduler if you like, and the number of epochs: at most 30 passes over the loader.
 #
 # The hidden test builds a fresh model from another seed, trains it with `train_digits`, and

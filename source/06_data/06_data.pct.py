@@ -528,8 +528,8 @@ print("Sample 0:", eager[0])
 # - `__init__` finds the files whose names end in `.txt` in `folder`, sorted by name (listing a
 #   folder reads no file), and keeps their paths and the `reader`; it reads no file;
 # - `len(ds)` is the number of those files;
-# - `ds[i]` reads file `i` with `self.reader` (one call, when it is asked for) and returns
-#   `(values, label)`: `values` a `float32` tensor of shape `(L,)`, where `L` is that
+# - `ds[i]` reads file `i` with `self.reader`, one call at every access (nothing read is kept),
+#   and returns `(values, label)`: `values` a `float32` tensor of shape `(L,)`, where `L` is that
 #   recording's length, and `label` an `int64` tensor of shape `()`; indexing past the end
 #   raises `IndexError` (a list of paths does that for you).
 #
