@@ -288,6 +288,7 @@ class TrainingSpy:
                   "training: layers such as dropout and batch norm behave differently in training.")
         since_step = 0
         first = True
+        previous = None  # the event before this one
         for kind, info in self.events:
             if kind == "backward":
                 if first and info["stale"]:
@@ -309,6 +310,10 @@ class TrainingSpy:
                           "is zero_grad, forward, loss, backward, step.")
                 first = True
             elif kind == "step":
+                if since_step == 0 and previous == "step":
+                    _fail(f"In {name}, optimizer.step() ran twice with no backward pass in "
+                          "between, so the second step reapplied the same gradients. Each "
+                          "update needs its own zero_grad, forward, loss and backward first.")
                 if since_step == 0:
                     _fail(f"In {name}, optimizer.step() ran before loss.backward(), so it used "
                           "stale or missing gradients. The order is zero_grad, forward, loss, "
@@ -326,6 +331,7 @@ class TrainingSpy:
                           f"step once every {accumulate} backward passes.")
                 since_step = 0
                 first = True
+            previous = kind
         # Checked after the order, whose messages say more about what went wrong.
         if steps is not None and n_steps != steps:
             per = f"group of {accumulate} batches" if accumulate > 1 else "batch"
