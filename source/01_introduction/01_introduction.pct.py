@@ -206,8 +206,10 @@ for _v in [0.3, 1.5, 0.5, 0.125, 0.9999, -0.05, -2.0]:
     _y.backward()
     checks.expect_close(_x.grad, torch.tensor(_slope, dtype=torch.float64), f"the gradient of grow at {_v}",
                         rtol=1e-9, atol=1e-12,
-                        why="Every doubling must be recorded as a tensor operation (x = x * 2) so "
-                            "autograd can follow the path your loop took.")
+                        why="Every doubling must be an out-of-place tensor operation that autograd "
+                            "records (a new tensor each pass, from the previous one), so autograd can "
+                            "follow the path your loop took. Changing x.data, or going through Python "
+                            "numbers, hides the doublings from autograd.")
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-grow-grad" points=2
@@ -219,8 +221,9 @@ def _exact(x):
         k += 1
     return (4 ** k) * x * x, 2 * (4 ** k) * x
 
+_AUTOGRAD = {"backward", "grad", "vjp", "jvp", "jacobian", "hessian", "jacrev", "jacfwd", "requires_grad_"}
 for _v in [0.3, -0.05, 1.5, 0.5, -2.0, 0.125]:
-    with torch.no_grad():  # a derivation by hand does not need autograd
+    with torch.no_grad(), checks.TorchCallCounter() as _counter:  # a derivation by hand needs no autograd
         try:
             _g = grow_grad(_v)
         except RuntimeError as _err:
@@ -233,6 +236,12 @@ for _v in [0.3, -0.05, 1.5, 0.5, -2.0, 0.125]:
             checks.expect(False, f"grow_grad({_v}) kept counting doublings until the numbers overflowed: "
                                  "for this input your loop never stops. Count doublings while the "
                                  "magnitude |x| is below 1, whatever the sign of x.")
+    _asked = sorted({k.rsplit(".", 1)[-1] for k in _counter.calls} & _AUTOGRAD)
+    checks.expect(not _asked,
+                  f"grow_grad({_v}) asked autograd for the derivative ({', '.join(_asked)}), even with "
+                  "autograd switched off around it. The exercise is to derive it by hand, so that you "
+                  "can check autograd against it: count the doublings k, then differentiate "
+                  "4**k * x**2 with respect to x (see Hint 2).")
     checks.expect_close(_g, _exact(_v)[1], f"grow_grad({_v})", rtol=1e-9, atol=1e-12,
                         why="Differentiate 4**k * x**2 with respect to x, with k counted by the same "
                             "loop as in grow: k does not change for small changes of x (see Hint 2).")
@@ -335,7 +344,8 @@ def _grow(x):  # the reference grow, so that this test judges only your two inpu
     return x ** 2
 
 checks.expect(type(shallow_x) in (int, float) and type(deep_x) in (int, float) and shallow_x != 0 and deep_x != 0,
-              "shallow_x and deep_x should be non-zero numbers.")
+              "shallow_x and deep_x should be non-zero Python numbers (an int or a float, such as 0.5), "
+              "not tensors or None: the test makes the tensors itself.")
 _ds = checks.graph_depth(_grow(torch.tensor(float(shallow_x), requires_grad=True)))
 _dd = checks.graph_depth(_grow(torch.tensor(float(deep_x), requires_grad=True)))
 checks.expect(_dd > _ds,
@@ -349,9 +359,11 @@ checks.expect(_dd > _ds,
 #
 # To compute gradients, many nodes keep ("save") tensors from the forward pass: `x * x` saves
 # `x`, `sin(x)` saves `x` to compute `cos(x)` later. When `backward()` finishes, PyTorch frees
-# those saved tensors: the graph has done its job. Calling `backward()` through it again is an
-# error, not a second gradient. This is the flip side of define-by-run: you never *keep* a
-# graph, you record a fresh one by running the forward computation again.
+# those saved tensors: the graph has done its job. Calling `backward()` through it again is
+# then an error, not a second gradient. (A graph that saved nothing, such as the one for
+# `x + 1`, happens to survive a second pass; never rely on it.) This is the flip side of
+# define-by-run: you never *keep* a graph, you record a fresh one by running the forward
+# computation again.
 #
 # Gradients also **accumulate**: `backward()` adds into `.grad` rather than overwriting it.
 # That is deliberate (it lets several backward passes contribute to one update) but it means
@@ -363,7 +375,11 @@ checks.expect(_dd > _ds,
 # tensor `xs`. It records the graph once and tries to reuse it for every point. Run its cell
 # and read the error. Then write the fixed version, `derivative_at(f, xs)`, in the answer cell:
 # each point gets a graph of its own and a gradient of its own; the result is a float tensor of
-# the same length as `xs`, on the same device; and `xs` itself is left unchanged.
+# the same length as `xs`, on the same device; and `xs` itself is left unchanged. Stay in
+# tensors from start to finish: `.item()`, `float()` or `torch.tensor(list_of_numbers)` copy
+# each value to the CPU, so the broken version's result lands on the CPU even when `xs` lives
+# on a GPU. (The hidden tests also pass an `xs` on the `meta` device, whose tensors have a
+# shape but no values to read.)
 #
 # <details><summary>Hint 1</summary>
 #
@@ -374,7 +390,8 @@ checks.expect(_dd > _ds,
 # <details><summary>Hint 2</summary>
 #
 # A fresh leaf per point also means a fresh, empty `.grad`, so gradients cannot pile up from
-# one point to the next. Collect the gradients and `torch.stack` them.
+# one point to the next. Collect the gradients (tensors, not numbers) and `torch.stack` them:
+# the stack stays on the device the gradients are on.
 # </details>
 
 # %% role="locked" grade_id="derivative-broken"
@@ -418,13 +435,17 @@ checks.expect_tensor(_d, "derivative_at(lambda x: x ** 2, xs)", shape=(3,), dtyp
 checks.expect(not torch.allclose(_d, torch.tensor([2.0, 6.0, 12.0])),
               "derivative_at(lambda x: x ** 2, [1, 2, 3]) returns running totals (2, 6, 12): gradients "
               "accumulate into .grad across backward passes. Give each point a fresh leaf.")
+checks.expect(not torch.allclose(_d, torch.tensor([6.0, 6.0, 6.0])),
+              "derivative_at(lambda x: x ** 2, [1, 2, 3]) gives every point the derivative at the last "
+              "point: you collected x.grad itself, one tensor that backward keeps updating in place. Store "
+              "a copy of each gradient, or give each point a fresh leaf.")
 checks.expect_close(_d, torch.tensor([2.0, 4.0, 6.0]), "derivative_at(lambda x: x ** 2, [1, 2, 3])",
                     why="The derivative of x**2 is 2*x, at each point on its own.")
 print("derivative_at works on x ** 2")
 
 
 # %% role="test" grade_id="test-derivative" points=3
-# Hidden tests: different functions, one whose graph changes with x, and xs left untouched.
+# Hidden tests: different functions, one whose graph changes with x, xs left untouched, and xs on the meta device.
 ### BEGIN HIDDEN TESTS
 def _exact(x):
     k = 0
@@ -461,11 +482,32 @@ for _name, (_f, _df) in _fns.items():
         checks.expect(False, f"derivative_at({_name}, xs) returns running totals of the derivatives: "
                              "gradients accumulate into .grad across backward passes. Give each point "
                              "a fresh leaf (or clear .grad) so it gets only its own gradient.")
+    if torch.allclose(_d, _want[-1].expand(4), rtol=1e-4, atol=1e-5) and not torch.allclose(_d, _want, rtol=1e-4, atol=1e-5):
+        checks.expect(False, f"derivative_at({_name}, xs) gives every point the derivative at the last point. "
+                             "You collected x.grad itself, the same tensor each time, and backward keeps "
+                             "updating that one tensor in place (zero_() clears it in place too), so every "
+                             "entry ends up as its final value. Store a copy of each gradient (.clone()), or "
+                             "give each point a fresh leaf.")
     checks.expect_close(_d, _want, f"derivative_at({_name}, xs)", rtol=1e-4, atol=1e-5,
                         why="Each point needs its own forward pass: the graph is recorded while f runs, "
                             "and for grow it has a different shape at each point.")
 checks.expect(torch.equal(_xs, _before) and not _xs.requires_grad,
               "derivative_at changed xs (or made it require grad). Work on a detached copy of each value.")
+
+_meta_xs = torch.empty(4, device="meta")  # shapes without values: code that reads a value back fails here
+try:
+    _d = derivative_at(lambda x: x ** 3, _meta_xs)
+except (RuntimeError, NotImplementedError) as _err:
+    checks.expect("meta" not in str(_err),
+                  "derivative_at(x ** 3, xs) failed for an xs on the meta device, because it read values "
+                  "back out of xs's device (.item(), float(), copy_ into a tensor made elsewhere, or "
+                  "torch.tensor of a list of numbers). On a GPU that copies every point to the CPU and "
+                  "returns the result there. Stay in tensors: make each leaf from the entry of xs itself "
+                  "(detached and cloned) and torch.stack the gradients.")
+    raise
+checks.expect_tensor(_d, "derivative_at(x ** 3, xs on the meta device)", shape=(4,), device="meta",
+                     why="The result must be on the device of xs: build it from the gradients, which are "
+                         "already there, rather than from a new tensor made on the default device.")
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-devices"
@@ -482,13 +524,14 @@ checks.expect(torch.equal(_xs, _before) and not _xs.requires_grad,
 # grader may be one of them), and code that silently creates tensors on the CPU breaks the
 # day the model moves to a GPU.
 #
-# ### Exercise 5 · `pick_device`
+# ### Exercises 5 and 6 · Pick the device, and keep data where it belongs
 #
-# Write `pick_device()` returning a `torch.device`: `cuda` when `torch.cuda.is_available()`,
-# otherwise `mps` when `torch.backends.mps.is_available()`, otherwise `cpu`.
+# **Exercise 5.** Write `pick_device()` returning a `torch.device`: `cuda` when
+# `torch.cuda.is_available()`, otherwise `mps` when `torch.backends.mps.is_available()`,
+# otherwise `cpu`. It asks every time it is called; the *caller* calls it once and passes the
+# answer along.
 #
-# ### Exercise 6 · Keep data where it belongs
-#
+# **Exercise 6.** Write two functions that keep data where it belongs:
 # - `make_batch(n, features, device)` returns an `(n, features)` float32 tensor of standard
 #   normal samples **created directly on** `device` (no detour through the CPU).
 # - `run_model(model, x)` returns `model(x)`, first moving `x` to the device of the model's
@@ -496,10 +539,17 @@ checks.expect(torch.equal(_xs, _before) and not _xs.requires_grad,
 #
 # <details><summary>Hint 1</summary>
 #
-# Most tensor constructors take a `device=` argument: `torch.randn(3, 4, device=device)`.
+# For `pick_device`: `torch.cuda.is_available` is a function, so call it (with parentheses)
+# each time `pick_device` runs; the hidden tests pretend to be machines with and without GPUs.
+# Return a `torch.device`, not a string.
 # </details>
 #
 # <details><summary>Hint 2</summary>
+#
+# Most tensor constructors take a `device=` argument: `torch.randn(3, 4, device=device)`.
+# </details>
+#
+# <details><summary>Hint 3</summary>
 #
 # A model has no `.device` attribute, but its parameters do: `next(model.parameters()).device`.
 # </details>
@@ -545,17 +595,29 @@ print("This machine would use:", _dev)
 ### BEGIN HIDDEN TESTS
 from unittest import mock as _mock
 
-for _cuda, _mps, _want in [(False, False, "cpu"), (True, False, "cuda"), (False, True, "mps"), (True, True, "cuda")]:
+_machines = [(False, False, "cpu"), (True, False, "cuda"), (False, True, "mps"), (True, True, "cuda")]
+_answers = []
+for _cuda, _mps, _want in _machines:
     with _mock.patch.object(torch.cuda, "is_available", lambda: _cuda), \
          _mock.patch.object(torch.backends.mps, "is_available", lambda: _mps):
         _got = pick_device()
     checks.expect(type(_got) is torch.device,
                   "pick_device() should return a torch.device (torch.device('cpu')), not a string.")
+    _answers.append(_got.type)
+for (_cuda, _mps, _want), _got in zip(_machines, _answers):
     _machine = "a machine with " + ("CUDA" if _cuda else "no CUDA") + (" and MPS" if _mps else "")
-    if _got.type == "cuda" and not _cuda:
+    if _got == "cuda" and not _cuda:
         checks.expect(False, f"On {_machine}, pick_device() returned cuda. Never hard-code \"cuda\": "
-                             "ask torch.cuda.is_available() and fall back, or the code crashes on "
-                             "every machine without a GPU.")
+                             "call torch.cuda.is_available() (with parentheses: the function itself "
+                             "always counts as true) and fall back, or the code crashes on every "
+                             "machine without a GPU.")
+    checks.expect(len(set(_answers)) > 1,
+                  f"pick_device() returned {_got} on every machine the test pretended to be: it does not "
+                  "ask the machine when it is called (a device decided once, when the cell ran, cannot "
+                  "follow the machine the code runs on). Call torch.cuda.is_available() and "
+                  "torch.backends.mps.is_available() inside pick_device; the caller is the one who "
+                  "calls it once.")
+    _got = torch.device(_got)
     checks.expect(_got.type == _want,
                   f"On {_machine}, pick_device() returned {_got.type}. Check CUDA first, then MPS, "
                   "and fall back to the CPU.")
@@ -599,8 +661,13 @@ checks.expect_tensor(_out, "run_model(model on meta, x on cpu)", shape=(5, 2), d
                          "forward pass: a model and its inputs must share a device.")
 _model = nn.Linear(7, 2).to(checks.DEVICE)
 _x = torch.randn(5, 7)
-checks.expect_close(run_model(_model, _x), _model(_x.to(checks.DEVICE)), "run_model(model, x)",
+_out = run_model(_model, _x)
+checks.expect_close(_out, _model(_x.to(checks.DEVICE)), "run_model(model, x)",
                     why="run_model should return exactly model(x) once x is on the model's device.")
+checks.expect_tensor(_out, "run_model(model, x)", requires_grad=True,
+                     why="model(x) records the graph that training will call backward() through; "
+                         "running it under torch.no_grad() (or detaching the output) throws that "
+                         "graph away. run_model only moves the input; leave autograd as it is.")
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-summary"
