@@ -91,8 +91,8 @@ _b = torch.tensor(5.0)
 _c = _a * _b + _a ** 2
 _c.backward()
 checks.expect(predictions["c.requires_grad"] is _c.requires_grad,
-              "Your prediction for c.requires_grad is not what PyTorch does. Tracking spreads: a "
-              "result computed from any tensor that requires grad also requires grad.")
+              "Your prediction for c.requires_grad is not what PyTorch does. Remember that tracking "
+              "spreads: is c computed from any tensor that requires grad (see Hint 1)?")
 _pa = predictions["a.grad"]
 if type(_pa) is torch.Tensor and _pa.numel() == 1:
     _pa = _pa.item()
@@ -104,7 +104,8 @@ checks.expect(abs(_pa - _a.grad.item()) < 1e-6,
               "(see Hint 2).")
 checks.expect(predictions["b.grad"] is None,
               "Your prediction for b.grad is not what PyTorch reports. Only leaves created with "
-              "requires_grad=True receive a .grad; for any other tensor it stays None (not 0).")
+              "requires_grad=True receive a .grad: did b ask for one, and what does .grad hold for a "
+              "tensor that never received a gradient (section 1 says)?")
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-define-by-run"
@@ -326,8 +327,18 @@ _cases = {
 for _ in range(7):
     _cases["a value doubled 7 times, then squared"] = _cases["a value doubled 7 times, then squared"] * 2
 _cases["a value doubled 7 times, then squared"] = _cases["a value doubled 7 times, then squared"] ** 2
+from unittest import mock as _mock
+
+def _no_borrowing(*args, **kwargs):  # the course's own helper stands in for the grader, not for you
+    raise checks.CheckFailure("graph_depth called the grader's checks.graph_depth (or checks.graph_nodes) "
+                              "instead of walking the graph itself. Write the walk: the depth of a node is 1 "
+                              "plus the largest depth among its next_functions (see Hint 1).")
+
 for _name, _t in _cases.items():
-    _got, _want = graph_depth(_t), checks.graph_depth(_t)
+    _want = checks.graph_depth(_t)
+    with _mock.patch.object(checks, "graph_depth", _no_borrowing), \
+         _mock.patch.object(checks, "graph_nodes", _no_borrowing):
+        _got = graph_depth(_t)
     checks.expect(type(_got) is int, f"graph_depth should return an int (for {_name}).")
     checks.expect(_got == _want,
                   f"graph_depth gives {_got} for {_name}, which is not the length of the longest "
@@ -515,7 +526,8 @@ checks.expect_tensor(_d, "derivative_at(x ** 3, xs on the meta device)", shape=(
 #
 # Every tensor lives on a **device**: the CPU's memory, or a GPU's (`cuda`; `mps` on Apple
 # machines). An operation runs where its inputs are, and all its tensor inputs must be on the
-# same device. PyTorch does not move data for you, because copies between devices are slow
+# same device (the one exception: a 0-d CPU tensor, which PyTorch treats like a Python
+# number). PyTorch does not move data for you, because copies between devices are slow
 # and it will not guess which copy you meant. A model's parameters are tensors too, so a model
 # and its inputs must share a device.
 #

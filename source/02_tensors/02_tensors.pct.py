@@ -176,6 +176,8 @@ for _key, _actual in [("c[0]", _c[0].item()), ("d[0]", _d[0].item())]:
 #   it passed in, `X` and `y` must not change (and the other way round).
 # - Create them on `device`, whatever it is: the tests also use the `meta` device (tensors
 #   with a shape and a dtype but no data).
+# - A tensor you are handed may already live on a GPU (or on `meta`): convert it with tensor
+#   operations, without a detour through NumPy, Python lists or the CPU.
 #
 # <details><summary>Hint 1</summary>
 #
@@ -212,7 +214,8 @@ checks.expect_tensor(_y, "The labels y", shape=(3,), dtype=torch.int64, device=c
 print("to_tensors returns", checks.describe(_X), "and", checks.describe(_y))
 
 # %% role="test" grade_id="test-to-tensors" points=3
-# Hidden tests: lists, float64 and float32 arrays, tensors, float-stored labels, the meta device, memory ownership.
+# Hidden tests: lists, float64 and float32 arrays, tensors, float-stored labels, the meta device (for the
+# result and for tensors handed in), memory ownership.
 ### BEGIN HIDDEN TESTS
 _dev = checks.DEVICE
 _f64 = np.arange(12, dtype=np.float64).reshape(4, 3) / 4
@@ -267,6 +270,22 @@ checks.expect_tensor(_X, "The features X, for device=meta,", shape=(4, 3), dtype
                      why="Create X on the device you are given (device=...), not on a default one.")
 checks.expect_tensor(_y, "The labels y, for device=meta,", shape=(4,), dtype=torch.int64, device="meta",
                      why="Create y on the device you are given (device=...), not on a default one.")
+
+_meta = torch.device("meta")   # tensors handed over on a device other than the CPU: no detour allowed
+try:
+    _X, _y = to_tensors(torch.empty(4, 3, dtype=torch.float64, device=_meta),
+                        torch.empty(4, dtype=torch.float64, device=_meta), _meta)
+except (RuntimeError, NotImplementedError, TypeError) as _err:
+    checks.expect("meta" not in str(_err),
+                  "to_tensors failed for features and labels that are tensors on the meta device (shapes, no "
+                  "values): it converts tensors through NumPy, Python lists or the CPU. A tensor on a GPU cannot "
+                  "become a NumPy array without a copy to the CPU and back. Convert tensors with tensor "
+                  "operations: torch.as_tensor accepts tensors as well as arrays and lists (see Hint 1).")
+    raise
+checks.expect_tensor(_X, "The features X, from a float64 tensor on the meta device,", shape=(4, 3), dtype=torch.float32,
+                     device="meta", why="A tensor stays on its device and becomes float32.")
+checks.expect_tensor(_y, "The labels y, from a float64 tensor on the meta device,", shape=(4,), dtype=torch.int64,
+                     device="meta", why="Labels stay on their device and become int64 class indices.")
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-broadcasting"
@@ -505,7 +524,9 @@ for _ps, _ts in [((6, 1), (6,)), ((6,), (6,)), ((6,), (6, 1)), ((6, 1), (6, 1))]
 # `A * B` is element-wise: `(A * B)[i, j] = A[i, j] · B[i, j]`. The shapes must match or
 # broadcast. `A @ B` (the same as `torch.matmul(A, B)`) is the matrix product:
 # `(A @ B)[i, j] = Σₖ A[i, k] · B[k, j]`. It contracts the last dimension of `A` with the
-# second-to-last of `B`, so `(n, k) @ (k, m)` gives `(n, m)`. A linear layer is `x @ W + b`.
+# second-to-last of `B`, so `(n, k) @ (k, m)` gives `(n, m)`. A linear layer is `x @ W + b`
+# (`nn.Linear` stores its matrix the other way round, as `(out, in)`, and computes
+# `x @ weight.T + bias`).
 #
 # The two coincide in shape only when everything is square, and that is exactly when the
 # mistake goes unnoticed: with 4 examples of 4 features and a 4 × 4 weight matrix, `x * W`
@@ -1170,15 +1191,19 @@ checks.expect(all(type(view_predictions[k]) is bool for k in _keys),
 ### BEGIN HIDDEN TESTS
 _x = torch.arange(12.0, device=checks.DEVICE).reshape(3, 4)
 _concept = {
-    "x[1]": "Basic indexing with an integer picks entries that sit at evenly spaced positions.",
-    "x[:, 1]": "Basic indexing with slices and integers picks entries at evenly spaced positions.",
+    "x[1]": "Where in x's storage do the entries that x[1] picks sit: could one offset and one stride per "
+            "dimension describe them (see Hint 1)?",
+    "x[:, 1]": "Where in x's storage do the entries of one column sit: could one offset and one stride "
+               "describe them, though they are not side by side (see Hint 1)?",
     "x[[0, 2]]": "Indexing with a list of indices is advanced indexing: ask whether strides could describe "
                  "any selection, in any order.",
     "x[x > 5]": "Indexing with a boolean mask is advanced indexing: how many entries it picks is only known "
                 "from the data.",
-    "x.T": "A transpose only swaps the strides.",
+    "x.T": "What does a transpose have to change: the numbers in storage, or only the strides that say how "
+           "to read them (section 6's table)?",
     "x.reshape(4, 3)": "reshape returns a view whenever strides can describe the new shape over the existing "
-                       "layout; x is row-major.",
+                       "layout: read x's 12 entries in storage order and ask whether a (4, 3) grid of them "
+                       "needs anything moved.",
     "x.T.reshape(12)": "reshape returns a view only when strides can describe the result: visit x.T row by row "
                        "and see whether the storage positions are evenly spaced.",
     "x.T.contiguous()": "contiguous() returns the tensor itself when it is already contiguous and copies "
@@ -1258,8 +1283,16 @@ _cases = [
      "Both read the NumPy array's memory, yet neither is the other's _base: only comparing storages finds it."),
     ("x and x[[0, 2]]", _x, _x[[0, 2]], False, "Advanced indexing copies the selected rows into new storage."),
 ]
+from unittest import mock as _mock
+
+def _no_borrowing(*args, **kwargs):  # the course's own helper stands in for the grader, not for you
+    raise checks.CheckFailure("Your shares_storage called the grader's checks.same_storage instead of comparing "
+                              "the storages itself. Compare where the two storages begin (see the end of "
+                              "section 7).")
+
 for _name, _a, _b, _want, _why in _cases:
-    _got = shares_storage(_a, _b)
+    with _mock.patch.object(checks, "same_storage", _no_borrowing):
+        _got = shares_storage(_a, _b)
     checks.expect(type(_got) is bool, f"Your shares_storage should return a Python bool (for {_name}).")
     checks.expect(_got is _want, f"Your shares_storage gives {_got} for {_name}. {_why}")
 ### END HIDDEN TESTS
