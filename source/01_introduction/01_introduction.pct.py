@@ -619,10 +619,10 @@ for _cuda, _mps, _want in _machines:
 for (_cuda, _mps, _want), _got in zip(_machines, _answers):
     _machine = "a machine with " + ("CUDA" if _cuda else "no CUDA") + (" and MPS" if _mps else "")
     if _got == "cuda" and not _cuda:
-        checks.expect(False, f"On {_machine}, pick_device() returned cuda. Never hard-code \"cuda\": "
-                             "call torch.cuda.is_available() (with parentheses: the function itself "
-                             "always counts as true) and fall back, or the code crashes on every "
-                             "machine without a GPU.")
+        checks.expect(False, f"On {_machine}, pick_device() returned cuda. Never hard-code \"cuda\" (nor "
+                             "settle the device once, when the cell runs): call torch.cuda.is_available() "
+                             "inside pick_device (with parentheses: the function itself always counts as "
+                             "true) and fall back, or the code crashes on every machine without a GPU.")
     checks.expect(len(set(_answers)) > 1,
                   f"pick_device() returned {_got} on every machine the test pretended to be: it does not "
                   "ask the machine when it is called (a device decided once, when the cell ran, cannot "
