@@ -80,3 +80,20 @@ def test_build_of_unknown_assignment_writes_nothing(course_copy):
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0 and "unknown assignment '99_nope'" in result.stderr
     assert tree(course_copy) == before
+
+
+def test_readme_course_table_matches_the_course(course):
+    """The README's table of assignments states points, graded cells and catalogue sizes: they
+    must be the course's own (solution run times are measured, so they are not checked here)."""
+    import yaml
+
+    from torchcourse.assignment import Assignment
+
+    readme = (ROOT / "README.md").read_text()
+    for aid, points in course.assignments.items():
+        row = re.search(rf"^\| {aid} \| [^|]+ \| (\d+) \| (\d+) \| (\d+) \|", readme, flags=re.M)
+        assert row, f"README's course table has no row for {aid}"
+        cells = len(Assignment.load(course, aid).tests)
+        catalogue = len(yaml.safe_load((ROOT / "mistakes" / f"{aid}.yaml").read_text()))
+        assert tuple(map(int, row.groups())) == (points, cells, catalogue), \
+            f"README's row for {aid} says {row.groups()}; the course has {(points, cells, catalogue)}"

@@ -227,3 +227,20 @@ def test_stock_nbgrader_generate_and_autograde(course_copy):
     with Gradebook(f"sqlite:///{course_copy}/gradebook.db") as gb:
         sub = gb.find_submission(AID, "student1")
         assert sub.score == sub.max_score == 22  # the stderr cell does not cost points
+
+
+@pytest.mark.parametrize("cores, free_mb, memory_mb, threads, expected", [
+    (2, 24_000, 3072, 1, 2),     # this machine: cores decide
+    (16, 8_000, 3072, 1, 2),     # many cores, little memory: (8000 - 1024) // 3072 = 2
+    (16, 2_000, 3072, 1, 1),     # not even one worker's worth: still one, never zero
+    (16, 128_000, 8192, 2, 8),   # threads per worker divide the cores
+])
+def test_default_workers_never_exceed_cores_or_memory(monkeypatch, profile, cores, free_mb, memory_mb, threads, expected):
+    import dataclasses
+    import types
+
+    from torchcourse import grading
+    monkeypatch.setattr(grading.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(grading.psutil, "virtual_memory", lambda: types.SimpleNamespace(available=free_mb * 1e6))
+    sized = dataclasses.replace(profile, workers=0, memory_mb=memory_mb, threads_per_worker=threads)
+    assert grading.default_workers(sized) == expected
