@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import os
 import re
+import shutil
 import socket
 import threading
 from pathlib import Path
@@ -29,6 +30,7 @@ from torchcourse.assignment import Assignment
 from torchcourse.grading import Gradebook, Submission, grade_batch, grade_notebook, hidden_paths
 from torchcourse.mistakes import apply, load_catalogue
 from torchcourse.notebooks import grade_id, read_notebook
+from torchcourse.config import load_course
 
 # Some kinds are deliberately malformed notebooks: nbformat warns while writing them.
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::nbformat.warnings.DuplicateCellId")]
@@ -36,7 +38,10 @@ AID = "01_introduction"
 MIDDLE = "test-grow-grad"       # bad cells go right after this test cell...
 BEFORE_POINTS = 9               # ...so the tests up to it (3 + 1 + 3 + 2 points) must keep their points
 FULL = 22
-HOST_FILES = [ROOT / "PWNED", Path("/etc/PWNED"), Path.home() / "PWNED", Path("/var/PWNED")]
+OUTSIDE_FILES = [ROOT / "PWNED", Path("/etc/PWNED"), Path.home() / "PWNED", Path("/var/PWNED")]
+# none of these may exist on the host after the batch (world-writable host folders included)
+HOST_FILES = OUTSIDE_FILES + [Path("/run/lock/PWNED"), Path("/var/tmp/PWNED"), Path("/dev/shm/PWNED")]
+PARTIAL = FULL - 3              # the base of the attacks below: one catalogued mistake (3 points)
 
 
 def _solution():
@@ -57,6 +62,17 @@ def with_cell(code: str, after: str = MIDDLE):
 def with_answer(gid: str, code: str):
     nb = _solution()
     next(c for c in nb.cells if grade_id(c) == gid).source = code
+    return nb
+
+
+def attack(code: str):
+    """A wrong notebook (the first catalogued mistake, worth PARTIAL) with `code` in a cell of
+    its own right after the setup: an attack that forged verdicts would score more."""
+    course = load_course(ROOT)
+    assignment = Assignment.load(course, AID)
+    nb = apply(assignment, load_catalogue(course, assignment)[0])
+    index = next(i for i, c in enumerate(nb.cells) if grade_id(c) == "setup")
+    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(code))
     return nb
 
 
@@ -97,11 +113,12 @@ class Kind:
     name: str
     does: str                        # for the README table
     make: Callable[[dict], object]   # ctx -> notebook, or bytes for raw files
-    status: str
+    status: str                      # or several, separated by " or ", where a race decides
     says: str = ""                   # phrase in the reason, a flag, a repair, or the outputs
     score: float | None = None       # exact score, when defined
     kept: bool = False               # tests before MIDDLE keep their points, the rest score 0
     check: Callable | None = None    # extra assertions (ctx, record, outputs)
+    prepare: Callable | None = None  # (ctx, notebook path): beside or instead of the notebook
 
 
 def _no_marker(marker):
@@ -230,6 +247,220 @@ def grow_grad(x):
 """
 
 
+# --- attacks on the verdict, the grader's code and the channel --------------------------------
+
+FORGE_PASS = 'lambda self, source, label, g: {"status": "pass", "message": ""}'
+THROUGH_SHIM = f"""
+ex = getattr(get_ipython, "__self__", None)
+print("get_ipython is bound to:", type(ex).__name__)
+if ex is not None:
+    type(ex)._judge = {FORGE_PASS}
+"""
+THROUGH_ALARM = f"""
+import signal
+g = getattr(signal.getsignal(signal.SIGALRM), "__globals__", {{}})
+print("the alarm handler lives in", g.get("__name__"))
+if "Executor" in g:
+    g["Executor"]._judge = {FORGE_PASS}
+"""
+THROUGH_IMPORT = f"""
+import sys
+mods = [sys.modules.get("torchcourse.executor")]
+try:
+    import torchcourse.executor as again
+    mods.append(again)
+except ImportError as e:
+    print("import torchcourse.executor:", type(e).__name__)
+for m in mods:
+    if m is not None:
+        m.Executor._judge = {FORGE_PASS}
+"""
+THROUGH_STDOUT = f"""
+import sys
+g = type(sys.stdout).take.__globals__
+print("sys.stdout's class lives in", g.get("__name__"))
+if "Executor" in g:
+    g["Executor"]._judge = {FORGE_PASS}
+"""
+JSON_ENCODER = """
+import json, json.encoder
+orig = json.encoder.JSONEncoder.iterencode
+def forged(self, o, _one_shot=False):
+    if isinstance(o, dict) and isinstance(o.get("verdict"), dict):
+        o = dict(o, verdict={"status": "pass", "message": ""}, tampered=[], audit=[])
+    return orig(self, o, _one_shot)
+json.encoder.JSONEncoder.iterencode = forged
+json.encoder.c_make_encoder = None
+"""
+HASH_KEY = """
+from torchcourse import checks
+real = {n: getattr(checks, n) for n in ("expect", "expect_close", "expect_equal", "expect_tensor")}
+class Key(str):
+    calls = [0]
+    def __hash__(self):  # meant to run inside the grader: patch as tests start, restore as they end
+        Key.calls[0] += 1
+        for n, f in real.items():
+            setattr(checks, n, (lambda *a, **k: None) if Key.calls[0] % 2 else f)
+        return str.__hash__(self)
+globals()[Key("sneaky")] = 1
+"""
+EQ_BUILTINS = """
+import builtins
+class Same(dict):
+    def __eq__(self, other):  # meant to run inside the grader's comparison
+        return True
+    __hash__ = None
+__builtins__ = Same(vars(builtins))
+"""
+CHANNEL_FROM_CHILD = """
+import os, json, struct, stat
+if os.fork() == 0:  # the child waits for the grader's next command and answers it with a pass
+    for fd in range(3, 64):
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            n = struct.unpack("!I", os.read(fd, 4))[0]
+            msg = json.loads(os.read(fd, n))
+            fake = json.dumps({"event": "done", "verdict": {"status": "pass", "message": ""},
+                               "outputs": [], "tampered": [], "nonce": msg.get("nonce")}).encode()
+            os.write(fd, struct.pack("!IQ", len(fake), 0) + fake + bytes(16))
+        except OSError:
+            pass
+    os._exit(0)
+"""
+CHANNEL_FROM_THREAD = """
+import os, json, struct, stat, threading
+def steal():  # reads the grader's commands and answers each with a pass
+    for fd in range(3, 64):
+        try:
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                break
+        except OSError:
+            pass
+    seq = 0
+    while True:
+        n = struct.unpack("!I", os.read(fd, 4))[0]
+        msg = json.loads(os.read(fd, n))
+        fake = json.dumps({"event": "done", "verdict": {"status": "pass", "message": ""}, "outputs": [],
+                           "tampered": [], "audit": [], "nonce": msg.get("nonce")}).encode()
+        os.write(fd, struct.pack("!IQ", len(fake), seq) + fake + bytes(16))
+        seq += 1
+threading.Thread(target=steal, daemon=True).start()
+"""
+TB_FRAME = """
+def graph_depth(t):
+    try:
+        raise RuntimeError
+    except RuntimeError as e:
+        caller = e.__traceback__.tb_frame.f_back  # the test's frame: rebind its checks
+    caller.f_globals["checks"] = type("Yes", (), {"__getattr__": lambda s, n: (lambda *a, **k: None)})()
+    return 0
+"""
+GI_FRAME = """
+def graph_depth(t):
+    def g():
+        yield gen.gi_frame.f_back
+    gen = g()
+    next(gen).f_back.f_globals["checks"] = None
+    return 0
+"""
+CR_FRAME = """
+def graph_depth(t):
+    async def c():
+        return 1
+    co = c()
+    frame = co.cr_frame
+    co.close()
+    return 0
+"""
+FORGED_FILENAME = """
+import inspect
+def graph_depth(t):
+    exec(compile("import sys\\nf = sys._getframe(2)", inspect.__file__, "exec"), {})
+    return 0
+"""
+TEST_FILENAME = """
+def graph_depth(t):
+    exec(compile("import sys\\nf = sys._getframe(2)", "<test test-graph-depth>", "exec"), {})
+    return 0
+"""
+AUDIT_HOOK = """
+import sys
+seen = []
+sys.addaudithook(lambda ev, a: seen.append(a[0].co_consts) if ev == "exec" else None)
+print("the hook saw", len(seen), "code objects")
+"""
+AUDIT_HOOK_LATER = "print('the hook saw', len(seen), 'code objects:', str(seen)[:2000])"
+LOCAL_SCOPE = """
+for depth in (4, 6, 8):
+    try:
+        get_ipython().run_line_magic("time", "x = 1", _stack_depth=depth)
+    except ValueError as e:
+        print("refused:", e)
+"""
+AUDIT_FLOOD = """
+import sys
+refused = 0
+for i in range(20000):
+    try:
+        sys._getframe()
+    except ValueError:
+        refused += 1
+print("refused", refused, "times")
+"""
+SECOND_COPY = """
+import os
+for p in {paths!r}:
+    try:
+        print("READ-OK", p, open(p).read(20))
+    except OSError as e:
+        print("blocked", p, type(e).__name__)
+"""
+SHARED_FOLDER = """
+for p in ["/run/lock/PWNED", "/var/tmp/PWNED", "/dev/shm/PWNED"]:
+    try:
+        with open(p, "w") as f:
+            f.write("answers for the next student")
+        print("wrote", p, "(a private scratch copy, or refused)")
+    except OSError as e:
+        print("blocked", p, type(e).__name__)
+"""
+USER_NAMESPACE = """
+import subprocess
+for cmd in (["unshare", "--user", "--map-root-user", "id"], ["unshare", "--mount", "true"]):
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    print(cmd[1], "->", r.returncode, (r.stdout + r.stderr).strip())
+"""
+
+
+def _symlink_to(target: Callable[[dict], Path]):
+    def prepare(ctx, path):
+        path.unlink()
+        path.symlink_to(target(ctx))
+    return prepare
+
+
+def _hard_link_to(target: Callable[[dict], Path]):
+    def prepare(ctx, path):
+        path.unlink()
+        os.link(target(ctx), path)
+    return prepare
+
+
+def _timestamp(text: str):
+    def prepare(ctx, path):
+        (path.parent / "timestamp.txt").write_text(text)
+    return prepare
+
+
+def _flags_bounded(ctx, record, outputs):
+    assert len(record.flags) <= 25, f"{len(record.flags)} flags"
+
+
+def _forged_nothing(ctx, record, outputs):
+    assert record.score < PARTIAL, record.score
+
+
 def _secrets(ctx: dict) -> list[str]:
     """Files no submission may read: the course's private parts, another student, the home."""
     return [str(ROOT / "source" / AID / f"{AID}.ipynb"), str(ROOT / "solutions" / AID / f"{AID}.ipynb"),
@@ -328,7 +559,7 @@ def catalogue() -> list[Kind]:
         Kind("writes the gradebook", "deletes every grade with sqlite3, then overwrites the file",
              lambda c: with_cell(GRADEBOOK_WRITE.format(db=c["db"])), "graded", "", FULL),
         Kind("writes outside scratch", "writes into the course root, /etc, home, /var",
-             lambda c: with_cell(WRITES.format(paths=[str(p) for p in HOST_FILES])), "graded", "blocked", FULL,
+             lambda c: with_cell(WRITES.format(paths=[str(p) for p in OUTSIDE_FILES])), "graded", "blocked", FULL,
              check=_no_marker("WROTE")),
         Kind("becomes root", "setuid(0), then mount", lambda c: with_cell(
             "import os, ctypes\ntry:\n    os.setuid(0)\nexcept OSError as e:\n    print('blocked', e)"),
@@ -388,6 +619,73 @@ def catalogue() -> list[Kind]:
              lambda c: with_cell("get_ipython().input_transformers_post.append(lambda lines: [])"), "graded", "", FULL),
         Kind("IPython event hook", "a pre_run_cell hook (never called for tests)",
              lambda c: with_cell("get_ipython().events.register('pre_run_cell', lambda *a: None)"), "graded", "", FULL),
+        # --- the verdict out of reach (the base is a wrong notebook worth 19: a forged pass shows) ---
+        Kind("reaches the executor through get_ipython", "patches the executor's judge via the notebook's IPython shim",
+             lambda c: attack(THROUGH_SHIM), "graded", "bound to: NoneType", PARTIAL),
+        Kind("reaches the executor through the alarm handler", "patches the judge via the SIGALRM handler's globals",
+             lambda c: attack(THROUGH_ALARM), "graded", "lives in torchcourse.childio", PARTIAL),
+        Kind("imports the executor", "patches torchcourse.executor found in sys.modules or re-imported",
+             lambda c: attack(THROUGH_IMPORT), "graded", "ModuleNotFoundError", PARTIAL),
+        Kind("reaches the executor through sys.stdout", "patches the judge via the capture stream's class",
+             lambda c: attack(THROUGH_STDOUT), "graded", "lives in torchcourse.childio", PARTIAL),
+        Kind("rewrites the JSON encoder", "json's encoder turns every verdict into a pass",
+             lambda c: attack(JSON_ENCODER), "graded", "", PARTIAL),
+        Kind("a name whose __hash__ runs in the grader", "a str subclass in globals patches checks when hashed",
+             lambda c: attack(HASH_KEY), "flagged", "checks.expect was replaced", 0),
+        Kind("__builtins__ whose __eq__ says yes", "an object equal to everything planted as __builtins__",
+             lambda c: attack(EQ_BUILTINS), "flagged", "__builtins__ was replaced", 0),
+        Kind("answers for the grader from a forked child", "a child process reads the next command and replies 'pass'",
+             lambda c: attack(CHANNEL_FROM_CHILD), "graded", "", PARTIAL),
+        Kind("answers for the grader from a thread", "a thread steals commands and replies 'pass' (unsigned)",
+             lambda c: attack(CHANNEL_FROM_THREAD), "crashed or flagged", "", None, check=_forged_nothing),
+        Kind("frames through a traceback", "graph_depth rebinds the test's checks via tb_frame.f_back",
+             lambda c: with_answer("graph-depth", TB_FRAME), "flagged", "tb_frame", BEFORE_POINTS, kept=True),
+        Kind("frames through a generator", "graph_depth climbs to the test via gi_frame",
+             lambda c: with_answer("graph-depth", GI_FRAME), "flagged", "gi_frame", BEFORE_POINTS, kept=True),
+        Kind("frames through a coroutine", "graph_depth reads a coroutine's cr_frame",
+             lambda c: with_answer("graph-depth", CR_FRAME), "flagged", "cr_frame", BEFORE_POINTS, kept=True),
+        Kind("code under a library's file name", "compile() names its code inspect.py, then reads frames",
+             lambda c: with_answer("graph-depth", FORGED_FILENAME), "flagged", "under a library's or the grader's file name",
+             BEFORE_POINTS, kept=True),
+        Kind("code under a test's file name", "compile() names its code like a test cell",
+             lambda c: with_answer("graph-depth", TEST_FILENAME), "flagged", "under a library's or the grader's file name",
+             BEFORE_POINTS, kept=True),
+        Kind("an audit hook of its own", "a hook to read every test's code object as it runs",
+             lambda c: _two_cells(AUDIT_HOOK, AUDIT_HOOK_LATER), "flagged", "a new audit hook", BEFORE_POINTS, kept=True,
+             check=_no_marker("co_consts")),
+        Kind("frames through logging", "`logging.currentframe()` hands back a frame",
+             lambda c: with_cell("import logging\nf = logging.currentframe()"), "flagged", "sys._getframe",
+             BEFORE_POINTS, kept=True),
+        Kind("IPython's local scope at a chosen depth", "run_line_magic with a deep _stack_depth (refused quietly)",
+             lambda c: with_cell(LOCAL_SCOPE), "graded", "not available", FULL),
+        Kind("reads /proc/self/mem", "opens its own memory to rewrite the grader's",
+             lambda c: with_cell("open('/proc/self/mem', 'rb')"), "flagged", "/proc/.../mem", BEFORE_POINTS, kept=True),
+        Kind("reads a function's code", "`f.__code__`, the way to hand-made code objects",
+             lambda c: with_cell("c = (lambda: 0).__code__"), "flagged", "__code__", BEFORE_POINTS, kept=True),
+        Kind("floods the audit", "20,000 refused frame requests",
+             lambda c: with_cell(AUDIT_FLOOD), "flagged", "further reports were dropped", BEFORE_POINTS, kept=True,
+             check=_flags_bounded),
+        # --- one submission must not cost another its grade --------------------------------------
+        Kind("a lone surrogate in its output", "prints half a UTF-16 pair", lambda c: with_cell('print("half a pair: \\ud800!")'),
+             "graded", "half a pair", FULL),
+        Kind("junk timestamp.txt", "a timestamp nbgrader cannot parse beside the notebook", lambda c: _solution(),
+             "graded", "timestamp.txt is not a date", FULL, prepare=_timestamp("yesterday, more or less")),
+        Kind("stops itself", "SIGSTOP in a cell: the grader's deadline still holds",
+             lambda c: with_cell("import os, signal\nos.kill(os.getpid(), signal.SIGSTOP)"), "timed_out", "ran longer than 4 s",
+             BEFORE_POINTS, kept=True),
+        # --- files: an allow-list, not a deny-list -----------------------------------------------
+        Kind("a symbolic link to the source", "the submitted notebook links to source/ (hidden tests, solutions)",
+             lambda c: _solution(), "invalid", "symbolic link", 0,
+             prepare=_symlink_to(lambda c: ROOT / "source" / AID / f"{AID}.ipynb")),
+        Kind("a hard link to the solution", "the submitted notebook is another name of solutions/'s file",
+             lambda c: _solution(), "invalid", "hard link", 0, prepare=_hard_link_to(lambda c: c["copy"] / "solution.ipynb")),
+        Kind("a world-writable host folder", "leaves answers in /run/lock and /var/tmp for another student",
+             lambda c: with_cell(SHARED_FOLDER), "graded", "", FULL, check=_no_marker("READ-OK")),
+        Kind("a second copy of the course", "reads the source and gradebook of another clone on the machine",
+             lambda c: with_cell(SECOND_COPY.format(paths=[str(c["copy"] / "source.ipynb"), str(c["copy"] / "gradebook.db")])),
+             "graded", "blocked", FULL, check=_no_marker("READ-OK")),
+        Kind("a user namespace of its own", "`unshare --user` and `unshare --mount`", lambda c: with_cell(USER_NAMESPACE),
+             "graded", "Operation not permitted", FULL, check=_no_marker("uid=0")),
         Kind("magics", "`%timeit` and `!echo`: ordinary notebook use, not an attack",
              lambda c: with_cell("%timeit -n1 -r1 sum(range(10))\n!echo hello from a shell"), "graded", "hello from a shell", FULL),
     ]
@@ -402,6 +700,13 @@ def catalogue() -> list[Kind]:
 OTHER = next((a for a in sorted(p.name for p in (ROOT / "release").iterdir())
               if a != AID and (ROOT / "release" / a / f"{a}.ipynb").is_file()), None)
 KINDS = catalogue()
+
+
+def _two_cells(first: str, second: str):
+    nb = with_cell(first)
+    index = next(i for i, c in enumerate(nb.cells) if grade_id(c) == "test-graph-depth-sanity")
+    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(second))
+    return nb
 
 
 def _slow_notebook():
@@ -446,7 +751,16 @@ def batch(tmp_path_factory, course, profile):
         assignment = Assignment.load(course, AID)
         server = _serve_loopback()
         subs_dir = tmp / "submitted"
-        ctx = {"root": ROOT, "db": db, "port": server.getsockname()[1], "submissions": subs_dir}
+        # another clone of the course on this machine, outside every folder the grader hides
+        copy = Path(f"/srv/torchcourse-copy-{os.getpid()}")
+        copy.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "source" / AID / f"{AID}.ipynb", copy / "source.ipynb")
+        shutil.copy(ROOT / "solutions" / AID / f"{AID}.ipynb", copy / "solution.ipynb")
+        shutil.copy(db, copy / "gradebook.db") if os.path.exists(db) else (copy / "gradebook.db").write_text("grades")
+        os.chmod(copy, 0o755)
+        for f in copy.iterdir():
+            os.chmod(f, 0o644)
+        ctx = {"root": ROOT, "db": db, "port": server.getsockname()[1], "submissions": subs_dir, "copy": copy}
         strict = dataclasses.replace(profile, cell_timeout_s=4, notebook_timeout_s=15, memory_mb=1024,
                                      max_processes=32, max_output_kb=64, max_file_mb=8, scratch_mb=64,
                                      max_notebook_mb=5, workers=2)
@@ -465,6 +779,8 @@ def batch(tmp_path_factory, course, profile):
                 path.write_bytes(made)
             else:
                 nbformat.write(made, str(path))
+            if kind.prepare:
+                kind.prepare(ctx, path)
             submissions.append(Submission(student, path))
         for name, nb in goods.items():
             path = subs_dir / name / AID / f"{AID}.ipynb"
@@ -480,6 +796,7 @@ def batch(tmp_path_factory, course, profile):
                "out": tmp / "out", "submissions": submissions, "db": db}
     finally:
         os.environ.pop("COURSE_DB_URL", None)
+        shutil.rmtree(f"/srv/torchcourse-copy-{os.getpid()}", ignore_errors=True)
 
 
 def _outputs(out: Path, student: str) -> str:
@@ -504,7 +821,7 @@ def test_each_bad_submission_gets_its_outcome(batch, index):
     record = batch["records"][f"bad-{index:02d}"]
     outputs = _outputs(batch["out"], record.student)
     where = f"{kind.name}: status {record.status}, score {record.score}, reason {record.reason!r}, flags {record.flags}"
-    assert record.status == kind.status, where
+    assert record.status in kind.status.split(" or "), where
     if kind.says:
         text = " ".join([record.reason, *record.flags, *record.repairs, *(c.message for c in record.cells.values()), outputs])
         assert kind.says in text, where

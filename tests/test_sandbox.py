@@ -70,3 +70,43 @@ def test_kept_folders_stay_readable_under_hidden_and_scratch_folders(tmp_path, w
                         HIDDEN_VISIBLE: "a hidden file is visible inside the sandbox",
                         SCRATCH_NOT_EMPTY: "the grader's /tmp shows through the scratch /tmp",
                         KEPT_WRITABLE: "the kept folder is writable inside the sandbox"}.get(code, code)
+
+
+def test_a_child_that_stops_reading_cannot_hold_the_grader():
+    """The grader's sends have a deadline: a submission that keeps its end of the channel open
+    but never reads (a 20 MB cell fills any socket buffer) costs its own cell, not the batch."""
+    import socket
+    import time
+
+    from torchcourse import runner
+
+    ours, theirs = socket.socketpair()
+    try:
+        link = runner._Link(ours, b"k" * 32)
+        start = time.monotonic()
+        with pytest.raises(TimeoutError, match="stopped reading"):
+            link.send({"op": "run", "source": "x" * 20_000_000}, time.monotonic() + 1)
+        assert time.monotonic() - start < 3
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_frames_the_executor_did_not_sign_are_refused():
+    """Whoever else writes to the channel (a thread, a forked child) lacks the run's key."""
+    import json
+    import socket
+    import struct
+
+    from torchcourse import runner
+
+    ours, theirs = socket.socketpair()
+    try:
+        link = runner._Link(ours, b"k" * 32)
+        fake = json.dumps({"event": "done", "verdict": {"status": "pass"}}).encode()
+        theirs.sendall(struct.pack("!IQ", len(fake), 0) + fake + bytes(16))
+        with pytest.raises(runner.ProtocolError, match="did not sign"):
+            link.poll_message(1)
+    finally:
+        ours.close()
+        theirs.close()

@@ -17,6 +17,20 @@ What it does that a Jupyter kernel does not:
   could defeat the checks above: frame introspection, gc referrers, ctypes memory access,
   tracing, new audit hooks, or swapping a function's code.
 - Messages, not tracebacks, for test cells: hidden test code never leaves this process.
+
+What keeps the grader out of the submission's reach (see the README's architecture):
+- Every frame sent to the grader is signed (keyed BLAKE2b over a sequence number and the
+  payload) with a key that reaches this process through the fork server before any student
+  code runs and never crosses the channel; the grader drops the submission at the first frame
+  it cannot verify. Commands carry no secret, so reading them (a thread, a forked child) gives
+  nothing to forge with.
+- Once set up, this module leaves `sys.modules` and the `torchcourse` package: the executor,
+  its channel and its fingerprint are reachable only through frames, the heap or raw memory,
+  which the audit hook refuses to student code (it raises, and the grader is told).
+  What student code may reach on purpose (`sys.stdout`, `get_ipython`, the alarm handler)
+  lives in `childio`, which holds nothing of the grader's.
+- Nothing here calls a method the submission defined while it checks or reports: names are
+  compared as exact strings, objects by identity, and frames are encoded by C code.
 """
 from __future__ import annotations
 
@@ -24,9 +38,10 @@ from torchcourse import private_builtins
 
 private_builtins(globals())
 
+import _json
+import _thread
 import ast
 import builtins
-import io
 import json
 import linecache
 import os
@@ -38,6 +53,8 @@ import time
 import traceback
 import types
 from typing import Any
+
+from _blake2 import blake2b
 
 # What the fork server imports once, so that no submission pays for it.
 import numpy  # noqa: F401
@@ -68,11 +85,13 @@ from . import checks
 from .checks.explain import explain
 from IPython.core.inputtransformer2 import TransformerManager
 from IPython.display import display
+from . import childio
 from .sandbox import SandboxError, SandboxSpec, confine, isolate, join_cgroups
 
 STUDENT_PREFIX = "<student "
 TEST_PREFIX = "<test "
 _FRAME = struct.Struct("!I")
+_HEAD = struct.Struct("!IQ")  # frames to the grader: length, sequence number
 MAX_MESSAGE = 16 * 1024 * 1024
 
 WATCHED_MODULES = [
@@ -82,11 +101,8 @@ WATCHED_MODULES = [
     "torch.random", "torch.overrides", "torch.linalg",
     # and every torchcourse.checks module (added in Fingerprint)
 ]
-# Audit events that only code trying to get around the checks needs.
-_PROXIES = ("/inspect.py", "/traceback.py", "/ctypes/__init__.py")
-# Attributes Python itself adds to classes as caches (copyreg stores __slotnames__ the first
-# time an object of the class is pickled, e.g. by torch.save): not tampering.
-_CACHES = frozenset({"__slotnames__"})
+# Audit events that only code trying to get around the checks needs. Who triggered one
+# decides what happens (see _install_audit_hook).
 SUSPICIOUS_EVENTS = {
     "sys._getframe": "frame introspection (sys._getframe)",
     "sys._current_frames": "frame introspection (sys._current_frames)",
@@ -98,36 +114,72 @@ SUSPICIOUS_EVENTS = {
     "sys.addaudithook": "a new audit hook",
     "object.__setattr__": "rewriting a function's code or attributes",
     "code.__new__": "building code objects by hand",
-    "function.__new__": "building function objects by hand",
+    "marshal.loads": "loading code objects from bytes (marshal)",
+    "marshal.load": "loading code objects from bytes (marshal)",
     "ctypes.dlopen": "ctypes (raw memory access)",
     "ctypes.dlsym": "ctypes (raw memory access)",
     "ctypes.addressof": "ctypes (raw memory access)",
     "ctypes.string_at": "ctypes (raw memory access)",
+    "ctypes.wstring_at": "ctypes (raw memory access)",
     "ctypes.cdata": "ctypes (raw memory access)",
+    "ctypes.cdata/buffer": "ctypes (raw memory access)",
     "ctypes.call_function": "ctypes (raw memory access)",
+    "ctypes.PyObj_FromPtr": "ctypes (raw memory access)",
 }
+# Attributes whose reading hands out a frame or a code object ("object.__getattr__" events).
+FRAME_ATTRS = {"tb_frame": "frame introspection (a traceback's tb_frame)",
+               "gi_frame": "frame introspection (a generator's gi_frame)",
+               "cr_frame": "frame introspection (a coroutine's cr_frame)",
+               "ag_frame": "frame introspection (an async generator's ag_frame)",
+               "__code__": "reading a function's code object (__code__)"}
+# Library functions that only hand a frame back to whoever called them: their caller is
+# judged instead (student code calling inspect.currentframe() is student code asking).
+_PROXY_FUNCTIONS = {("inspect.py", n) for n in ("currentframe", "stack", "trace", "getouterframes",
+                                                "getinnerframes", "getframeinfo")}
+_PROXY_FUNCTIONS |= {("traceback.py", "walk_stack"), ("traceback.py", "walk_tb"),
+                     ("logging/__init__.py", "<lambda>")}
+_PROXY_MODULES = ("/ctypes/__init__.py",)
+# Code that is the grader's own: handing any of its frames to anyone is refused.
+_GRADER_FILES = tuple(os.path.join(os.path.dirname(os.path.abspath(__file__)), f)
+                      for f in ("executor.py", "zygote.py", "sandbox.py"))
+_MEM_FILE = __import__("re").compile(r"^/proc/(self|thread-self|\d+)(/task/\d+)?/mem$")
+MAX_AUDIT_REPORTS = 20
+# Attributes Python itself adds to classes as caches (copyreg stores __slotnames__ the first
+# time an object of the class is pickled, e.g. by torch.save): not tampering.
+_CACHES = frozenset({"__slotnames__"})
 
 
 # --- the grading channel ------------------------------------------------------------------
 
 class Channel:
-    """Length-prefixed JSON frames over one socket. Only JSON crosses it, never pickles."""
+    """Length-prefixed JSON frames over one socket. Only JSON crosses it, never pickles.
 
-    def __init__(self, fd: int) -> None:
+    Frames to the grader: header (payload length, sequence number), payload, then a 16-byte
+    keyed BLAKE2b of sequence number and payload. Frames from the grader carry no secret."""
+
+    def __init__(self, fd: int, key: bytes) -> None:
         self.fd = fd
-        self._write = os.write  # our own references (see the audit hook)
+        self._write = os.write  # our own references: the module globals are gone once sealed
         self._read = os.read
-        # json.dumps/loads are Python wrappers that call isinstance; these go straight to C.
-        self._encode = json.JSONEncoder(default=str).iterencode
+        self._mac = lambda data, _key=key, _b=blake2b: _b(data, key=_key, digest_size=16).digest()
+        self._seq = [0]
+        self._lock = _thread.allocate_lock()  # the audit hook may send from another thread
+        # The C encoder itself (json.dumps is Python a submission could patch).
+        self._encode = _json.make_encoder(None, _unencodable, _json.encode_basestring_ascii, None,
+                                          ":", ",", False, True, True)
         self._decode = json.JSONDecoder().decode
 
     def send(self, message: dict) -> None:
-        data = "".join(self._encode(message, _one_shot=True)).encode()
-        payload = _FRAME.pack(len(data)) + data
-        view = memoryview(payload)
-        while view:
-            n = self._write(self.fd, view)
-            view = view[n:]
+        data = "".join(self._encode(message, 0)).encode()
+        with self._lock:
+            seq = self._seq[0]
+            self._seq[0] = seq + 1
+            head = _HEAD.pack(len(data), seq)
+            payload = head + data + self._mac(head + data)
+            view = memoryview(payload)
+            while view:
+                n = self._write(self.fd, view)
+                view = view[n:]
 
     def recv(self) -> dict:
         header = self._exact(_FRAME.size)
@@ -144,46 +196,8 @@ class Channel:
         return buf
 
 
-# --- output capture -----------------------------------------------------------------------
-
-class CappedStream(io.TextIOBase):
-    """A text stream that keeps at most `limit` characters and counts the rest."""
-
-    def __init__(self, name: str, limit: int, fileno: int) -> None:
-        self.name, self.limit, self._fileno = name, limit, fileno
-        self.parts: list[str] = []
-        self.size = 0
-        self.dropped = 0
-
-    def write(self, text: str) -> int:
-        if not isinstance(text, str):
-            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        room = self.limit - self.size
-        if room > 0:
-            self.parts.append(text[:room])
-            self.size += min(len(text), room)
-        self.dropped += max(0, len(text) - max(room, 0))
-        return len(text)
-
-    def writable(self) -> bool:
-        return True
-
-    def isatty(self) -> bool:
-        return False
-
-    def fileno(self) -> int:
-        return self._fileno
-
-    @property
-    def encoding(self) -> str:
-        return "utf-8"
-
-    def take(self) -> str:
-        text = "".join(self.parts)
-        if self.dropped:
-            text += f"\n[... {self.dropped} more characters of output were cut by the grader]\n"
-        self.parts, self.size, self.dropped = [], 0, 0
-        return text
+def _unencodable(obj: Any) -> str:
+    return "<not JSON>"  # never str(obj): that would run the submission's __str__
 
 
 # --- the interpreter fingerprint ----------------------------------------------------------
@@ -208,20 +222,31 @@ def _watched_classes() -> list[type]:
     return unique
 
 
+_len_fn_stack = getattr(torch._C, "_len_torch_function_stack", None)
+_len_dispatch_stack = getattr(torch._C, "_len_torch_dispatch_stack", None)
+
+
 def _stacks() -> tuple[int, int]:
-    fn = getattr(torch._C, "_len_torch_function_stack", None)
-    dispatch = getattr(torch._C, "_len_torch_dispatch_stack", None)
-    return (fn() if fn else 0, dispatch() if dispatch else 0)
+    return (_len_fn_stack() if _len_fn_stack else 0, _len_dispatch_stack() if _len_dispatch_stack else 0)
+
+
+def _str_keys(mapping: dict) -> list[str]:
+    """The keys of a namespace that are exact strings. Hashing or comparing any other key
+    would run code the submission wrote (a str subclass can define __hash__ and __eq__)."""
+    return [k for k in list(mapping) if type(k) is str]
 
 
 class Fingerprint:
     """Strong references to everything the tests rely on, compared by identity later.
 
-    (References, not ids: an id can be reused once its object is freed.)"""
+    (References, not ids: an id can be reused once its object is freed.) Every comparison is
+    by identity or between exact strings, so no method a submission defined runs here; the
+    functions it calls were captured when it was made."""
 
     def __init__(self) -> None:
         names = WATCHED_MODULES + [n for n in sys.modules if n == "torchcourse.checks" or n.startswith("torchcourse.checks.")]
         self.modules = {name: sys.modules[name] for name in names if name in sys.modules}
+        self.sys_modules = sys.modules
         self.attrs: dict[tuple[str, str], Any] = {}
         for name, module in self.modules.items():
             for key, value in list(vars(module).items()):
@@ -232,33 +257,43 @@ class Fingerprint:
                 self.attrs[(f"{cls.__module__}.{cls.__qualname__}", key)] = value
         self.class_by_name = {f"{c.__module__}.{c.__qualname__}": c for c in self.classes}
         self.class_keys = {name: set(vars(c)) for name, c in self.class_by_name.items()}
-        self.meta_path = list(sys.meta_path)
-        self.path_hooks = list(sys.path_hooks)
+        self.meta_path_list, self.path_hooks_list = sys.meta_path, sys.path_hooks
+        self.meta_path = tuple(sys.meta_path)
+        self.path_hooks = tuple(sys.path_hooks)
         self.stacks = _stacks()
+        self.gettrace, self.getprofile = sys.gettrace, sys.getprofile
+        self.threading = threading
+        self.builtins_module, self.builtins_dict = builtins, vars(builtins)
+
+    @staticmethod
+    def _same(now: list, then: tuple) -> bool:
+        return len(now) == len(then) and all(a is b for a, b in zip(now, then))
 
     def differences(self, ns: dict, protected: dict[str, Any]) -> list[str]:
         found: list[str] = []
-        if sys.gettrace() is not None or getattr(threading, "_trace_hook", None) is not None:
+        if self.gettrace() is not None or getattr(self.threading, "_trace_hook", None) is not None:
             found.append("a trace function is installed (sys.settrace)")
-        if sys.getprofile() is not None or getattr(threading, "_profile_hook", None) is not None:
+        if self.getprofile() is not None or getattr(self.threading, "_profile_hook", None) is not None:
             found.append("a profile function is installed (sys.setprofile)")
-        if list(sys.meta_path) != self.meta_path or any(a is not b for a, b in zip(sys.meta_path, self.meta_path)):
+        if sys.meta_path is not self.meta_path_list or not self._same(list(self.meta_path_list), self.meta_path):
             found.append("an import hook was installed or removed (sys.meta_path)")
-        if list(sys.path_hooks) != self.path_hooks:
+        if sys.path_hooks is not self.path_hooks_list or not self._same(list(self.path_hooks_list), self.path_hooks):
             found.append("sys.path_hooks was changed")
         if _stacks() != self.stacks:
             found.append("a TorchFunctionMode or TorchDispatchMode was left active")
         for name, module in self.modules.items():
-            if sys.modules.get(name) is not module:
+            if self.sys_modules.get(name) is not module:
                 found.append(f"sys.modules[{name!r}] was replaced")
-        if ns.get("__builtins__") not in (builtins, vars(builtins)):
+        current = ns.get("__builtins__")
+        if current is not self.builtins_module and current is not self.builtins_dict:
             found.append("__builtins__ was replaced")
         for name, value in protected.items():
             if ns.get(name) is not value:
                 found.append(f"the name {name!r} (bound by the notebook's setup) was rebound")
+        spaces = {owner: vars(m) for owner, m in self.modules.items()}
+        spaces.update({owner: vars(c) for owner, c in self.class_by_name.items()})
         for (owner, key), value in self.attrs.items():
-            holder = self.modules.get(owner)
-            space = vars(holder) if holder is not None else vars(self.class_by_name[owner])
+            space = spaces[owner]
             if key not in space:
                 found.append(f"{owner}.{key} was deleted")
             elif space[key] is not value and not _torch_wraps(space[key], value):
@@ -268,7 +303,10 @@ class Fingerprint:
         for name, keys in self.class_keys.items():
             # A new attribute on a class overrides what its bases provide (Tensor.__eq__ lives
             # on TensorBase, so assigning it on Tensor adds a key).
-            added = set(vars(self.class_by_name[name])) - keys - _CACHES
+            space = vars(self.class_by_name[name])
+            if any(type(k) is not str for k in list(space)):
+                found.append(f"{name} got an attribute whose name is not a plain string")
+            added = [k for k in _str_keys(space) if k not in keys and k not in _CACHES]
             found.extend(f"{name}.{key} was added" for key in sorted(added)[:5])
         return found
 
@@ -281,47 +319,164 @@ def _torch_wraps(new: Any, old: Any) -> bool:
     first time torch._dynamo is imported, which meta-device code does lazily (torch.manual_seed
     becomes torch._disable_dynamo(torch.manual_seed)). The wrapper's code must live in torch's
     files and wrap exactly what it replaced: a wrapper written in a notebook cannot qualify,
-    and torch's decorators around the original still behave as the original."""
-    if getattr(new, "__wrapped__", None) is not old:
+    and torch's decorators around the original still behave as the original. Only plain
+    functions qualify, read without attribute hooks (no __getattr__ of the submission runs)."""
+    if type(new) is not types.FunctionType:
         return False
-    code = getattr(new, "__code__", None)
-    return code is not None and os.path.realpath(code.co_filename).startswith(_TORCH_DIR)
+    if _FUNC_DICT(new).get("__wrapped__", None) is not old:
+        return False
+    code = _FUNC_CODE(new)
+    return os.path.realpath(code.co_filename).startswith(_TORCH_DIR)
 
 
-def _install_audit_hook(channel_fd: int, suspicious: dict[str, str]) -> list[str]:
-    """Report suspicious events from student code at once; returns the list it appends to."""
+_FUNC_DICT = types.FunctionType.__dict__["__dict__"].__get__
+_FUNC_CODE = types.FunctionType.__dict__["__code__"].__get__
+
+
+def _trusted_prefixes() -> tuple[str, ...]:
+    """Folders whose files are library or grader code: the Python installation and this
+    package. They are read-only inside the sandbox, so a submission cannot add a file there."""
+    from .sandbox import python_prefixes
+    here = os.path.dirname(os.path.abspath(__file__))
+    dirs = {os.path.join(os.path.realpath(p), "") for p in python_prefixes()}
+    dirs |= {os.path.join(p, "") for p in python_prefixes()}
+    dirs |= {os.path.join(here, ""), os.path.join(os.path.realpath(here), "")}
+    return tuple(sorted(dirs))
+
+
+def _install_audit_hook(channel: Channel, suspicious: dict[str, str]) -> list[str]:
+    """Refuse the tools that could reach the grader, and tell the grader when student code
+    asks for them. Returns the list of what was reported.
+
+    Who asked decides. Code is trusted when its file is a real file of the Python
+    installation or of this package, or a test or locked cell of the notebook (names a
+    submission cannot forge: compile() with such a name is refused, and so are hand-made code
+    objects). For a suspicious event:
+    - student code asked (directly, or through a library function that only hands the frame
+      back, like inspect.currentframe): refused (ValueError, or RuntimeError for new audit
+      hooks) and reported: the submission is flagged;
+    - a library function asked, called straight from student code (namedtuple, or IPython's
+      get_local_scope with a depth the student chose): refused quietly with ValueError,
+      which such libraries already tolerate; nothing is reported;
+    - a library asked on its own behalf, deeper down: allowed, unless what it hands out is
+      one of the grader's own frames or a test's.
+    Python offers no way to remove an audit hook. Reports are capped at MAX_AUDIT_REPORTS."""
     seen: list[str] = []
     busy = [False]
-    write, dumps, pack, getframe = os.write, json.dumps, _FRAME.pack, sys._getframe
+    prefixes = _trusted_prefixes()
+    getframe, send = sys._getframe, channel.send
+    grader_files, frame_attrs = _GRADER_FILES, FRAME_ATTRS
+    proxy_functions, proxy_modules = _PROXY_FUNCTIONS, _PROXY_MODULES
+    mem_file, realpath, isabs = _MEM_FILE, os.path.realpath, os.path.isabs
+    frame_type = types.FrameType
+    state = {"active": False, "reported": 0}
 
-    def hook(event: str, args: tuple, _seen=seen, _busy=busy, _write=write, _dumps=dumps,
-             _pack=pack, _getframe=getframe, _suspicious=suspicious, _fd=channel_fd) -> None:
-        if event not in _suspicious or _busy[0]:
+    def trusted(code) -> bool:
+        name = code.co_filename
+        return (type(name) is str and (name.startswith(prefixes) or name.startswith(("<frozen ", TEST_PREFIX, "<notebook "))))
+
+    def is_proxy(code) -> bool:
+        name = code.co_filename
+        return name.endswith(proxy_modules) or any(name.endswith("/" + f) and code.co_name == fn
+                                                   for f, fn in proxy_functions)
+
+    def sensitive(frame) -> bool:
+        return type(frame) is frame_type and (frame.f_code.co_filename in grader_files
+                                              or frame.f_code.co_filename.startswith(TEST_PREFIX))
+
+    def looks_trusted(filename) -> bool:
+        if type(filename) is bytes:
+            filename = filename.decode("utf-8", "replace")
+        return type(filename) is str and (filename.startswith(prefixes) or filename.startswith(("<frozen ", TEST_PREFIX, "<notebook ")))
+
+    def report(what: str, frame) -> None:
+        name = frame.f_code.co_filename if frame is not None else "?"
+        where = name[len(STUDENT_PREFIX):-1] if name.startswith(STUDENT_PREFIX) else name
+        state["reported"] += 1
+        if state["reported"] > MAX_AUDIT_REPORTS + 1:
             return
-        _busy[0] = True
+        if state["reported"] == MAX_AUDIT_REPORTS + 1:
+            what, where = "more of the same (further reports were dropped)", where
+        seen.append(f"{what} in cell {where}")
+        send({"event": "audit", "what": what, "cell": where})
+
+    def hook(event: str, args: tuple) -> None:
+        if busy[0] or not state["active"]:
+            return
+        what = suspicious.get(event)
+        handed = None
+        if event == "object.__getattr__":
+            what = frame_attrs.get(args[1]) if len(args) > 1 and type(args[1]) is str else None
+            if what is not None and args[1] != "__code__":
+                busy[0] = True
+                try:
+                    handed = getattr(args[0], args[1], None)
+                finally:
+                    busy[0] = False
+        elif event == "sys._getframe":
+            handed = args[0] if args else None
+        elif event == "open":
+            path = args[0] if args else None
+            if type(path) is bytes:
+                path = path.decode("utf-8", "replace")
+            if type(path) is not str:
+                return
+            full = realpath(path) if isabs(path) else path
+            if mem_file.match(path) or mem_file.match(full):
+                what = "raw memory access (/proc/.../mem)"
+            elif path.endswith(".pyc") and not full.startswith(prefixes):
+                what = "loading compiled code from outside the Python installation"
+            else:
+                return
+        elif event == "compile":
+            filename = args[1] if len(args) > 1 else None
+            if not looks_trusted(filename):
+                return
+            what = "compiling code under a library's or the grader's file name"
+        if what is None:
+            return
+        busy[0] = True
         try:
-            # Student code calling the tool itself, or through inspect/traceback (which hand
-            # frames back); not library code that uses it for its own purposes (IPython's
-            # magics, logging).
-            frame = _getframe(1)
-            student = False
-            if frame is not None:
-                name = frame.f_code.co_filename
-                if name.startswith(STUDENT_PREFIX):
-                    student = True
-                elif name.endswith(_PROXIES) and frame.f_back is not None:
-                    frame = frame.f_back
-                    student = frame.f_code.co_filename.startswith(STUDENT_PREFIX)
-            if student:
-                what = _suspicious[event]
-                where = frame.f_code.co_filename[len(STUDENT_PREFIX):-1]
-                _seen.append(f"{what} in cell {where}")
-                data = _dumps({"event": "audit", "what": what, "cell": where}).encode()
-                _write(_fd, _pack(len(data)) + data)
+            frame = getframe(1)
+            while frame is not None and is_proxy(frame.f_code):
+                frame = frame.f_back
+            if frame is None:
+                return
+            if event == "compile" and trusted(frame.f_code):
+                # a library compiling a real file: fine if it is that file's own source
+                source = args[0]
+                if type(source) is str:
+                    source = source.encode()
+                if type(source) is not bytes or not looks_trusted(args[1]) or not args[1].startswith("/"):
+                    return
+                try:
+                    with open(args[1], "rb") as f:
+                        if f.read() == source:
+                            return
+                except OSError:
+                    pass
+                report(what, frame)
+                raise ValueError(f"{what} is not allowed in graded code")
+            if event == "sys.addaudithook":
+                if not trusted(frame.f_code):
+                    report(what, frame)
+                raise RuntimeError("audit hooks are not allowed in graded code")
+            if not trusted(frame.f_code):
+                report(what, frame)
+                raise ValueError(f"{what} is not allowed in graded code")
+            caller = frame.f_back
+            if caller is not None and not trusted(caller.f_code):
+                raise ValueError(f"{what} is not allowed in graded code")
+            # a library driven from just above (IPython's run_line_magic with a stack depth
+            # the student chose) must not hand over the grader's frames or a test's
+            above = caller.f_back if caller is not None else None
+            if handed is not None and sensitive(handed) and (above is None or not trusted(above.f_code)):
+                raise ValueError("the grader's own frames are not available")
         finally:
-            _busy[0] = False
+            busy[0] = False
 
     sys.addaudithook(hook)
+    state["active"] = True
     return seen
 
 
@@ -392,33 +547,26 @@ class Executor:
         # A test gets a soft deadline below the grader's hard one: an endless loop in the code a
         # test calls fails that test, and grading goes on with the next cell.
         self.test_seconds = float(limits.get("test_timeout_s", 0) or 0)
-        signal.signal(signal.SIGALRM, _on_alarm)
+        signal.signal(signal.SIGALRM, childio.on_alarm)
         self.module = types.ModuleType("__main__")
         self.module.__dict__["__builtins__"] = builtins
         sys.modules["__main__"] = self.module
         self.ns = self.module.__dict__
-        self._shell = None
         self.transformer = TransformerManager()
-        self.ns["get_ipython"] = self._get_ipython
+        self.ns["get_ipython"] = childio.ipython_shim(self.module)
         self.ns["display"] = display
-        self.builtin_names = set(vars(builtins))
+        self.builtin_names = frozenset(vars(builtins))
+        # Test cells get this copy of the builtins, taken before any student code ran: a
+        # submission that patches builtins.isinstance changes what its own code sees, not
+        # what the tests see.
+        self.test_builtins = dict(vars(builtins))
         self.protected: dict[str, Any] = {}
         self.student_ran = False
-        self.stdout = CappedStream("stdout", self.output_limit, 1)
-        self.stderr = CappedStream("stderr", self.output_limit, 2)
+        self.stdout = childio.CappedStream("stdout", self.output_limit, 1)
+        self.stderr = childio.CappedStream("stderr", self.output_limit, 2)
         self._compile, self._exec, self._eval = compile, exec, eval
         self.fingerprint = Fingerprint()
-        self.audit_log = _install_audit_hook(channel.fd, SUSPICIOUS_EVENTS)
-
-    def _get_ipython(self):
-        """Student code that uses magics gets a real IPython shell sharing its namespace."""
-        if self._shell is None:
-            from IPython.core.interactiveshell import InteractiveShell
-            from traitlets.config import Config
-            cfg = Config()
-            cfg.HistoryManager.enabled = False
-            self._shell = InteractiveShell.instance(config=cfg, user_module=self.module, user_ns=self.ns)
-        return self._shell
+        self.audit_log = _install_audit_hook(channel, SUSPICIOUS_EVENTS)
 
     # the fd-level capture (C libraries, subprocesses) is read after each cell
     def _fd_output(self) -> str:
@@ -500,8 +648,9 @@ class Executor:
                 "seconds": round(time.perf_counter() - started, 4)}
 
     def _test_globals(self) -> dict:
-        g = {k: v for k, v in self.ns.items() if k not in self.builtin_names}
-        g["__builtins__"] = builtins
+        builtin_names = self.builtin_names
+        g = {k: self.ns[k] for k in _str_keys(self.ns) if k not in builtin_names}
+        g["__builtins__"] = self.test_builtins
         g.update(self.protected)
         return g
 
@@ -538,7 +687,7 @@ class Executor:
                 self._exec(code, g)
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
-        except TestTimeout:
+        except childio.TestTimeout:
             return {"status": "error",
                     "message": f"This test did not finish in {self.test_seconds:g} s. The code it calls may "
                                "loop forever (a stopping condition that never becomes true?) or do far "
@@ -573,22 +722,13 @@ class Executor:
     def _finish_test(self, verdict: dict, g: dict, started: float, tampered: list[str] | None = None) -> dict:
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         tampered = list(tampered or [])
-        for key, value in g.items():  # names a test defines stay visible to later cells
+        for key in _str_keys(g):  # names a test defines stay visible to later cells
             if key not in self.builtin_names and key != "__builtins__":
-                self.ns[key] = value
+                self.ns[key] = g[key]
         tampered += [d for d in self._tamper() if d not in tampered]
         return {"event": "done", "verdict": verdict, "tampered": tampered,
                 "audit": list(self.audit_log), "outputs": self._outputs(),
                 "seconds": round(time.perf_counter() - started, 4)}
-
-
-class TestTimeout(BaseException):
-    """Raised inside a test that runs past its soft deadline. A BaseException, so that student
-    code's `except Exception` does not swallow it."""
-
-
-def _on_alarm(signum, frame) -> None:
-    raise TestTimeout
 
 
 def _is_out_of_memory(err: BaseException) -> bool:
@@ -600,9 +740,45 @@ def _is_out_of_memory(err: BaseException) -> bool:
 
 # --- entry point (runs in the forked child) -----------------------------------------------
 
-def child_main(fd: int, sandbox: dict, limits: dict, env: dict, files: dict[str, bytes], threads: int) -> None:
-    """Set up the sandbox, then serve cells until told to stop. Never returns."""
-    channel = Channel(fd)
+def _seal(channel_fd: int) -> None:
+    """Leave nothing of the grader where student code can reach it by ordinary means: this
+    module and the fork server's leave sys.modules and the package (their globals would
+    otherwise be one import away), and every process the submission forks closes the channel
+    (any descriptor open on it, duplicates too) before running anything else."""
+    import torchcourse
+    for name in ("torchcourse.executor", "torchcourse.zygote"):
+        sys.modules.pop(name, None)
+        short = name.rsplit(".", 1)[1]
+        if short in vars(torchcourse):
+            delattr(torchcourse, short)
+    os.set_inheritable(channel_fd, False)
+    st = os.fstat(channel_fd)
+    ident = (st.st_dev, st.st_ino)
+
+    def close_channel(_ident=ident, _listdir=os.listdir, _fstat=os.fstat, _close=os.close) -> None:
+        for name in _listdir("/proc/self/fd"):
+            try:
+                n = int(name)
+                info = _fstat(n)
+                if (info.st_dev, info.st_ino) == _ident:
+                    _close(n)
+            except (OSError, ValueError):
+                pass
+
+    os.register_at_fork(after_in_child=close_channel)
+
+
+def child_main(fd: int, args: dict) -> None:
+    """Set up the sandbox, then serve cells until told to stop. Never returns.
+
+    `args` (sandbox, limits, env, files, threads, key) is emptied once read, so that the
+    key is gone from the fork server's frame too."""
+    key = bytes.fromhex(args.pop("key"))
+    sandbox, limits, env = args.pop("sandbox"), args.pop("limits"), args.pop("env")
+    files, threads = args.pop("files"), args.pop("threads")
+    args.clear()
+    channel = Channel(fd, key)
+    key = None
     try:
         os.setsid()  # its own session and process group: kill(0, ...) reaches only the submission
         spec = SandboxSpec(**sandbox)
@@ -614,6 +790,7 @@ def child_main(fd: int, sandbox: dict, limits: dict, env: dict, files: dict[str,
             os.makedirs(os.path.dirname(target), exist_ok=True)
             with open(target, "wb") as f:
                 f.write(data)
+        files = data = None
         os.environ.clear()
         os.environ.update(env)
         keep = {0, 1, 2, fd}
@@ -628,6 +805,7 @@ def child_main(fd: int, sandbox: dict, limits: dict, env: dict, files: dict[str,
         checks.core.DEVICE = checks.DEVICE = checks.device()
         executor = Executor(channel, limits)
         executor.capture_fds()
+        _seal(fd)
         channel.send({"event": "ready", "sandbox": kind, "uid": os.getuid()})
     except SandboxError as err:
         channel.send({"event": "sandbox-failed", "reason": str(err)})
@@ -635,24 +813,36 @@ def child_main(fd: int, sandbox: dict, limits: dict, env: dict, files: dict[str,
     except BaseException as err:  # noqa: BLE001
         channel.send({"event": "sandbox-failed", "reason": f"{type(err).__name__}: {err}"})
         os._exit(3)
+    _serve(channel, executor)
+
+
+def _serve(channel: Channel, executor: Executor) -> None:
     while True:
         try:
             msg = channel.recv()
         except EOFError:
             os._exit(0)
+        except BaseException:  # noqa: BLE001  (a command cut short: something else read the channel)
+            os._exit(75)
         if msg.get("op") == "exit":
             os._exit(0)
-        nonce = msg.pop("nonce", None)
         try:
             result = executor.run(msg)
         except BaseException as err:  # noqa: BLE001  (a submission that broke the executor)
-            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-            failed = {"status": "error", "message": f"The grader could not run this cell ({type(err).__name__})."}
-            result = {"event": "done", "outputs": [], "error": None if msg.get("kind") == "test" else
-                      {"ename": type(err).__name__, "evalue": "the grader could not run this cell", "traceback": []},
-                      "verdict": failed if msg.get("kind") == "test" else None, "tampered": [], "seconds": 0}
-        result["nonce"] = nonce
-        nonce = msg = None  # keep it no longer than needed
+            result = _broken(executor, msg, err)
+        msg = None
         channel.send(result)
         if result.get("error") and result["error"].get("exit"):
             os._exit(0)
+
+
+def _broken(executor: Executor, msg: dict, err: BaseException) -> dict:
+    """The reply for a cell the submission kept the executor from running: an error, with
+    whatever the fingerprint finds (a damaged interpreter is why, most of the time)."""
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    name = type(err).__name__ if type(type(err).__name__) is str else "error"
+    test = msg.get("kind") == "test"
+    return {"event": "done", "outputs": [], "seconds": 0,
+            "error": None if test else {"ename": name, "evalue": "the grader could not run this cell", "traceback": []},
+            "verdict": {"status": "error", "message": f"The grader could not run this cell ({name})."} if test else None,
+            "tampered": executor._tamper(), "audit": list(executor.audit_log)}

@@ -15,6 +15,7 @@ import dataclasses
 import datetime
 import json
 import os
+import stat
 import threading
 from pathlib import Path
 from typing import Callable, Iterable
@@ -27,7 +28,9 @@ from .config import Course, CourseError, Profile
 from .notebooks import NotebookError, grade_id, parse_notebook, role, write_notebook
 from .runner import Cell, RunResult, run_cells
 
-STATUSES = ("graded", "flagged", "timed_out", "out_of_memory", "crashed", "invalid")
+STATUSES = ("graded", "flagged", "timed_out", "out_of_memory", "crashed", "invalid", "error")
+# error: the grader itself failed on this submission (a file it could not write, a gradebook
+# error); the reason says what, and the rest of the batch goes on.
 # How a test cell's outcome is marked wherever a list of them is shown.
 MARKS = {"pass": "✓", "fail": "✗", "error": "✗", "not_attempted": "·", "not_run": "–", "flagged": "!"}
 
@@ -306,6 +309,14 @@ class Gradebook:
             self._nb.close()
             self._nb = None
 
+    def rollback(self) -> None:
+        """After a failed write: drop what the session holds, so the next write starts clean."""
+        if self._nb is not None:
+            try:
+                self._nb.db.rollback()
+            except Exception:  # noqa: BLE001
+                self.close()
+
     def write(self, record: Record, timestamp: str | None = None) -> None:
         import sqlalchemy as sa
         from nbgrader.api import Gradebook as NbGradebook
@@ -390,12 +401,49 @@ def hidden_paths(course: Course, extra: Iterable[Path] = ()) -> list[str]:
     return sorted(paths)
 
 
-def _timestamp(path: Path) -> str | None:
+def _timestamp(path: Path) -> tuple[str | None, str]:
+    """The submission's timestamp.txt, if it holds a date nbgrader can read: (timestamp,
+    note). Anything else (junk, a huge file, a link) is ignored, and the note says so."""
     stamp = path.parent / "timestamp.txt"
-    if stamp.is_file():
-        text = stamp.read_text().strip()
-        return text or None
-    return None
+    try:
+        if stamp.is_symlink() or not stamp.is_file():
+            return None, ""
+        if stamp.stat().st_size > 1024:
+            return None, "timestamp.txt is not a date (over 1 KB); the submission was recorded without a timestamp"
+        text = stamp.read_text(encoding="utf-8", errors="replace").strip()
+        if not text:
+            return None, ""
+        from nbgrader.utils import parse_utc
+        parse_utc(text)
+        return text, ""
+    except Exception as err:  # noqa: BLE001  (whatever the file holds, it cannot stop the batch)
+        shown = text[:40] if "text" in locals() else ""
+        return None, (f"timestamp.txt is not a date nbgrader can read ({shown!r}: {type(err).__name__}); "
+                      "the submission was recorded without a timestamp")
+
+
+def read_submission(path: Path, limit_mb: float) -> bytes:
+    """The submitted notebook's bytes. Refuses links (a symbolic link, or a hard link shared
+    with another file) anywhere from the student's folder down: a submission is the student's
+    own file, never a way to make the grader read another (the source notebook, say)."""
+    for part in (path.parent.parent, path.parent):
+        if part.is_symlink():
+            raise OSError(f"{part.name}/ is a symbolic link; submissions must be plain folders and files")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except OSError as err:
+        if path.is_symlink():
+            raise OSError("the notebook is a symbolic link; submit the file itself") from None
+        raise OSError(err.strerror or str(err)) from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError("the notebook is not a regular file")
+        if info.st_nlink > 1:
+            raise OSError("the notebook is a hard link to another file; submit a copy of your own")
+        if info.st_size > limit_mb * 1024 * 1024:
+            raise OSError(f"it is {info.st_size / 1e6:.0f} MB, over the {limit_mb:g} MB limit")
+        return f.read(int(limit_mb * 1024 * 1024) + 1)
 
 
 class SlotPool:
@@ -412,6 +460,34 @@ class SlotPool:
     def release(self, slot: int) -> None:
         with self.lock:
             self.free.append(slot)
+
+
+def _store(graded: Graded, sub: Submission, assignment: Assignment, gradebook: "Gradebook",
+           output_root: Path) -> Record:
+    """Write one submission's results: autograded/<student>/<id>/ and the gradebook. Every
+    step is guarded: a failure (a folder that cannot be written, a gradebook error) becomes
+    this submission's record, status `error` with the reason, and never stops the batch."""
+    record = graded.record
+    stamp, note = _timestamp(sub.path)
+    if note:
+        record.repairs.append(note)
+    out_dir = output_root / "autograded" / sub.student / assignment.id
+    try:
+        if graded.notebook is not None:
+            write_notebook(graded.notebook, out_dir / f"{assignment.id}.ipynb")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "grading.json").write_text(json.dumps(record.to_json(), indent=1) + "\n")
+        gradebook.write(record, stamp)
+        return record
+    except Exception as err:  # noqa: BLE001
+        failed = unrun(assignment, sub.student, "error",
+                       f"the grader could not store this submission's results ({type(err).__name__}: {err})")
+        gradebook.rollback()
+        try:
+            gradebook.write(failed, None)
+        except Exception:  # noqa: BLE001  (the gradebook itself is broken: the record still returns)
+            gradebook.rollback()
+        return failed
 
 
 def grade_batch(
@@ -435,10 +511,7 @@ def grade_batch(
         slot = slots.acquire()
         try:
             try:
-                size = sub.path.stat().st_size
-                if size > profile.max_notebook_mb * 1024 * 1024:  # do not even read it
-                    raise OSError(f"it is {size / 1e6:.0f} MB, over the {profile.max_notebook_mb} MB limit")
-                raw = sub.path.read_bytes()
+                raw = read_submission(sub.path, profile.max_notebook_mb)
             except OSError as err:
                 return Graded(unrun(assignment, sub.student, "invalid", f"the notebook cannot be graded: {err}"), None)
             return grade_notebook(assignment, raw, sub.student, profile, hide=hide, slot=slot)
@@ -453,17 +526,12 @@ def grade_batch(
             try:
                 graded = future.result()
             except Exception as err:  # a grader bug must not stop the batch
-                graded = Graded(unrun(assignment, sub.student, "crashed",
+                graded = Graded(unrun(assignment, sub.student, "error",
                                       f"internal grader error: {type(err).__name__}: {err}"), None)
-            out_dir = output_root / "autograded" / sub.student / assignment.id
-            if graded.notebook is not None:
-                write_notebook(graded.notebook, out_dir / f"{assignment.id}.ipynb")
-            out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "grading.json").write_text(json.dumps(graded.record.to_json(), indent=1) + "\n")
-            gradebook.write(graded.record, _timestamp(sub.path))
-            records.append(graded.record)
+            record = _store(graded, sub, assignment, gradebook, output_root)
+            records.append(record)
             if on_done:
-                on_done(graded.record)
+                on_done(record)
     gradebook.close()
     records.sort(key=lambda r: r.student)
     return records

@@ -42,6 +42,10 @@ def parse_notebook(text: str | bytes, label: str) -> NotebookNode:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise NotebookError(f"{label} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+    except RecursionError:
+        raise NotebookError(f"{label} nests its JSON too deeply to be a notebook") from None
+    if "\\ud" in text or "\\uD" in text:
+        data = _without_lone_surrogates(data)  # JSON can spell them; UTF-8 files cannot hold them
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         raise NotebookError(f"{label} is JSON but not a Jupyter notebook (it has no list of cells)")
     if data.get("nbformat") != 4:
@@ -59,6 +63,16 @@ def parse_notebook(text: str | bytes, label: str) -> NotebookNode:
         if not isinstance(cell.get("metadata", {}), dict):
             raise NotebookError(f"{label}: cell {i} has malformed metadata")
     return nbformat.from_dict(data)
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [_without_lone_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def read_notebook(path: str | Path) -> NotebookNode:

@@ -13,6 +13,8 @@ child; nothing it sends is ever unpickled.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -28,7 +30,10 @@ from .config import Profile
 from .sandbox import Cgroup, SandboxSpec, python_prefixes
 from .zygote import Zygote
 
-_FRAME = struct.Struct("!I")
+_FRAME = struct.Struct("!I")           # to the executor: length
+_HEAD = struct.Struct("!IQ")          # from it: length, sequence number (then payload and MAC)
+_MAC_SIZE = 16
+MAX_AUDIT = 20
 MAX_MESSAGE = 16 * 1024 * 1024
 POLL_S = 0.1
 
@@ -85,19 +90,42 @@ class ProtocolError(Exception):
 
 
 class _Link:
-    """The grader's end of the channel: framed JSON with deadlines."""
+    """The grader's end of the channel: framed JSON with deadlines in both directions.
 
-    def __init__(self, sock: socket.socket) -> None:
+    Every frame from the executor is signed with the run's key (see executor.Channel); the
+    first frame that fails verification, or arrives out of sequence, is a ProtocolError. The
+    key was handed to the executor through the fork server and never travels on this socket."""
+
+    def __init__(self, sock: socket.socket, key: bytes) -> None:
         self.sock = sock
+        self.sock.setblocking(False)
         self.buf = b""
+        self.key = key
+        self.seq = 0
 
-    def send(self, message: dict) -> None:
+    def send(self, message: dict, deadline: float) -> None:
+        """Send, or raise TimeoutError at the deadline: a child that stops reading its end
+        must not hold the grader past it."""
         data = json.dumps(message).encode()
-        self.sock.sendall(_FRAME.pack(len(data)) + data)
+        view = memoryview(_FRAME.pack(len(data)) + data)
+        while view:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the submission stopped reading the grading channel")
+            _, writable, _ = select.select([], [self.sock], [], min(left, POLL_S))
+            if not writable:
+                continue
+            try:
+                n = self.sock.send(view)
+            except BlockingIOError:
+                continue
+            except OSError:
+                raise EOFError from None
+            view = view[n:]
 
     def poll_message(self, timeout: float) -> dict | None:
         """A complete message if one arrives within `timeout`; None if not yet.
-        Raises EOFError when the child has gone, ProtocolError on malformed data."""
+        Raises EOFError when the child has gone, ProtocolError on malformed or unsigned data."""
         msg = self._take()
         if msg is not None:
             return msg
@@ -106,6 +134,8 @@ class _Link:
             return None
         try:
             chunk = self.sock.recv(1 << 20)
+        except BlockingIOError:
+            return None
         except ConnectionResetError:
             chunk = b""
         if not chunk:
@@ -114,22 +144,41 @@ class _Link:
         return self._take()
 
     def _take(self) -> dict | None:
-        if len(self.buf) < _FRAME.size:
+        if len(self.buf) < _HEAD.size:
             return None
-        (length,) = _FRAME.unpack(self.buf[:_FRAME.size])
+        length, seq = _HEAD.unpack(self.buf[:_HEAD.size])
         if length > MAX_MESSAGE:
             raise ProtocolError(f"a message of {length} bytes (over the {MAX_MESSAGE} limit)")
-        if len(self.buf) < _FRAME.size + length:
+        end = _HEAD.size + length + _MAC_SIZE
+        if len(self.buf) < end:
             return None
-        data = self.buf[_FRAME.size:_FRAME.size + length]
-        self.buf = self.buf[_FRAME.size + length:]
+        head, data, mac = self.buf[:_HEAD.size], self.buf[_HEAD.size:end - _MAC_SIZE], self.buf[end - _MAC_SIZE:end]
+        self.buf = self.buf[end:]
+        expected = hashlib.blake2b(head + data, key=self.key, digest_size=_MAC_SIZE).digest()
+        if not hmac.compare_digest(mac, expected) or seq != self.seq:
+            raise ProtocolError("a frame the executor did not sign (forged by the submission)")
+        self.seq += 1
         try:
             msg = json.loads(data)
         except (ValueError, UnicodeDecodeError):
             raise ProtocolError("data that is not the grader's JSON") from None
         if not isinstance(msg, dict):
             raise ProtocolError("a message that is not a JSON object")
-        return msg
+        return _clean(msg)
+
+
+def _clean(value: Any, depth: int = 0) -> Any:
+    """A decoded message with every string made writable (lone surrogates replaced) and
+    nothing but JSON types, so that no later step (notebook, gradebook, HTML) can fail on it."""
+    if depth > 20:
+        return None
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8") if not value.isascii() else value
+    if isinstance(value, list):
+        return [_clean(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {_clean(str(k), depth + 1): _clean(v, depth + 1) for k, v in value.items()}
+    return value
 
 
 def _rss_anon(pid: int) -> int:
@@ -211,7 +260,7 @@ def sandbox_spec(profile: Profile, hide: list[str], slot: int) -> SandboxSpec:
         uid=61000 + slot, memory_mb=profile.memory_mb,
         limit_address_space=profile.device == "cpu",
         max_processes=profile.max_processes, max_file_mb=profile.max_file_mb,
-        scratch_mb=profile.scratch_mb,
+        scratch_mb=profile.scratch_mb, device_visible=profile.device != "cpu",
         cpu_seconds=int(profile.notebook_timeout_s * max(1, profile.threads_per_worker) + 30),
     )
 
@@ -247,13 +296,15 @@ def run_cells(
     zygote = fork_server(profile.preload)
     parent_sock, child_sock = socket.socketpair()
     cgroup = (Cgroup.create(f"run-{os.getpid()}-{slot}-{secrets.token_hex(4)}", profile.memory_mb,
-                            profile.max_processes) if profile.sandbox != "off" else None)
+                            profile.max_processes, cpus=max(1, profile.threads_per_worker))
+              if profile.sandbox != "off" else None)
     spec = dataclasses.asdict(sandbox_spec(profile, hide, slot))
     spec["cgroup_procs"] = cgroup.procs_files if cgroup else []
     limits = {"max_output_chars": profile.max_output_kb * 1024,
               "test_timeout_s": round(profile.cell_timeout_s * 0.8, 3)}  # soft, inside the executor
+    key = secrets.token_bytes(32)  # signs every frame the executor sends; never on the channel
     args = dict(sandbox=spec, limits=limits, env=child_env(profile), files=files or {},
-                threads=profile.threads_per_worker)
+                threads=profile.threads_per_worker, key=key.hex())
     try:
         pid = zygote.fork(child_sock.fileno(), **args)
     except (OSError, RuntimeError):  # the fork server died (killed, or out of memory): once more
@@ -261,16 +312,15 @@ def run_cells(
         pid = zygote.fork(child_sock.fileno(), **args)
     started = time.monotonic()  # after the fork: not the fork server's own start-up
     child_sock.close()
-    link = _Link(parent_sock)
+    link = _Link(parent_sock, key)
     result = RunResult(results={})
     memory = MemoryWatch(pid, cgroup)
     notebook_deadline = started + profile.notebook_timeout_s
     memory_limit = profile.memory_mb * 1024 * 1024
     current: Cell | None = None
 
-    def wait_for(kind: str, deadline: float, why_late: str, nonce: str | None = None) -> dict:
-        """Wait for a message of `kind`, handling audit reports that arrive meanwhile. A reply
-        must echo the nonce of its command: frames written ahead of time cannot."""
+    def wait_for(kind: str, deadline: float, why_late: str) -> dict:
+        """Wait for a message of `kind`, handling audit reports that arrive meanwhile."""
         while True:
             now = time.monotonic()
             if now >= deadline:
@@ -282,14 +332,13 @@ def run_cells(
                 continue
             event = msg.get("event")
             if event == "audit":
-                result.audit.append((current.index if current else -1, str(msg.get("what", "?"))))
+                if len(result.audit) <= MAX_AUDIT:  # the executor's own cap, and its "more" note
+                    result.audit.append((current.index if current else -1, str(msg.get("what", "?"))[:200]))
                 continue
             if event == "sandbox-failed":
                 raise _SandboxFailed(str(msg.get("reason", "unknown")))
             if event != kind:
                 raise ProtocolError(f"an unexpected message ({str(event)[:40]!r})")
-            if nonce is not None and msg.get("nonce") != nonce:
-                raise ProtocolError("a reply that the executor did not send (forged, or out of order)")
             return msg
 
     try:
@@ -298,16 +347,16 @@ def run_cells(
         result.sandbox = str(ready.get("sandbox", ""))
         for cell in cells:
             current = cell
-            nonce = secrets.token_hex(16)
-            try:
-                link.send({"op": "run", "kind": cell.kind, "label": cell.label, "source": cell.source, "nonce": nonce})
-            except OSError:  # the child is gone (it died after its last answer)
-                raise EOFError from None
             cell_deadline = min(time.monotonic() + profile.cell_timeout_s, notebook_deadline)
             late = (f"cell {cell.label} ran longer than {profile.cell_timeout_s:g} s"
                     if cell_deadline < notebook_deadline else
                     f"the notebook ran longer than {profile.notebook_timeout_s:g} s (in cell {cell.label})")
-            msg = wait_for("done", cell_deadline, late, nonce)
+            try:
+                link.send({"op": "run", "kind": cell.kind, "label": cell.label, "source": cell.source}, cell_deadline)
+            except TimeoutError:
+                raise TimeoutError(f"cell {cell.label} could not be sent: the submission stopped reading "
+                                   "the grading channel") from None
+            msg = wait_for("done", cell_deadline, late)
             res = _cell_result(cell, msg)
             result.results[cell.index] = res
             if on_cell:
@@ -324,8 +373,8 @@ def run_cells(
                 break
         current = None
         try:
-            link.send({"op": "exit"})
-        except OSError:
+            link.send({"op": "exit"}, time.monotonic() + 1)
+        except (OSError, EOFError, TimeoutError):
             pass
     except TimeoutError as err:
         result.stopped, result.stopped_at, result.reason = "timed_out", _index(current), str(err)

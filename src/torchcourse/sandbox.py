@@ -45,6 +45,7 @@ PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
 MB = 1024 * 1024
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_ARCH = os.uname().machine
 
 
 class SandboxError(Exception):
@@ -65,6 +66,8 @@ class SandboxSpec:
     scratch_mb: int = 256
     cpu_seconds: int = 900
     workdir: str = "/tmp/work"
+    device_visible: bool = False      # bind /sys (CUDA needs it); the CPU profile does without
+    seccomp: bool = True              # refuse namespaces, mounts, ptrace, bpf and the like
     cgroup_procs: list[str] = dataclasses.field(default_factory=list)  # cgroup.procs files to join
 
 
@@ -139,31 +142,103 @@ def _nested(paths: list[str]) -> list[str]:
     return out
 
 
-SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+SCRATCH_DIRS = ("/tmp", "/var/tmp")  # and /dev/shm, made with /dev
+# What a submission sees of the host besides the Python installation: the system's programs
+# and libraries (read-only), and these few files of /etc that programs and libraries read.
+SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin")
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf",
+             "localtime", "hosts", "alternatives", "fonts", "mime.types", "os-release", "ssl",
+             "matplotlibrc", "debian_version")
+DEVICES = ("null", "zero", "full", "random", "urandom")
+DEVICE_GLOBS = ("nvidia*", "dri")  # GPUs, when the machine has them
+MNT_DETACH = 2
 
 
 def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def _hide_and_keep(spec: SandboxSpec) -> None:
-    """Hide private folders, give the submission empty scratch folders of its own, then bind
-    back (read-only) what must stay visible under either, such as a Python installation that
-    lives under the course root or under /tmp."""
-    hidden = _nested(spec.hide)
-    scratch = [d for d in SCRATCH_DIRS if os.path.isdir(d)]
-    keep = [k for k in _nested(spec.keep) if any(_inside(k, h) for h in hidden + scratch)]
-    # Open what we keep before it disappears; bind it back by file descriptor afterwards.
-    handles = [(k, os.open(k, os.O_PATH | os.O_DIRECTORY)) for k in keep]
-    for h in hidden:
-        _mount("tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-    for d in scratch:
-        _mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec.scratch_mb}m,mode=1777")
-    for k, fd in handles:
-        os.makedirs(k, exist_ok=True)
-        _mount(f"/proc/self/fd/{fd}", k, None, MS_BIND | MS_REC)
-        _mount(None, k, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+def _bind(source: str, target: str, readonly: bool = True) -> None:
+    if os.path.isdir(source):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not os.path.exists(target):
+            open(target, "a").close()
+    _mount(source, target, None, MS_BIND | MS_REC)
+    if readonly:
+        _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
+
+
+def _minimal_root(spec: SandboxSpec) -> None:
+    """Build the submission's file system from nothing, then make it the root.
+
+    A tmpfs gets, read-only: the system's programs and libraries, the Python installation
+    (`spec.keep`), a handful of /etc files, and the device nodes a program needs (GPUs too);
+    then a fresh /proc, and private scratch folders. Nothing else of the host exists inside:
+    no home, no course folder, no other copy of the course, no world-writable host folder
+    shared with other submissions. `spec.hide` still hides anything listed that happens to sit
+    inside what is bound (a course kept under /usr, say)."""
+    # Open what will be bound before /tmp is covered (a .venv may live under /tmp), and bind
+    # it by descriptor.
+    handles = {k: os.open(k, os.O_PATH | os.O_DIRECTORY) for k in _nested(spec.keep) if os.path.isdir(k)}
+    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=700")
+    root = "/tmp/root"
+    os.makedirs(root)
+    _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=755")
+    for d in SCRATCH_DIRS:  # first, so that a .venv kept under /tmp is bound inside it
+        os.makedirs(root + d, exist_ok=True)
+        _mount("tmpfs", root + d, "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec.scratch_mb}m,mode=1777")
+    for d in SYSTEM_DIRS:
+        if os.path.islink(d):
+            os.symlink(os.readlink(d), root + d)
+        elif os.path.isdir(d):
+            _bind(d, root + d)
+    for k, fd in handles.items():
+        if not any(_inside(k, d) for d in SYSTEM_DIRS if not os.path.islink(d)):
+            os.makedirs(root + k, exist_ok=True)
+            _bind(f"/proc/self/fd/{fd}", root + k)
         os.close(fd)
+    for name in ETC_FILES:
+        path = os.path.join("/etc", name)
+        if os.path.exists(path):
+            _bind(os.path.realpath(path), root + path)
+    os.makedirs(root + "/dev", exist_ok=True)
+    _mount("tmpfs", root + "/dev", "tmpfs", MS_NOSUID, "size=64k,mode=755")
+    os.makedirs(root + "/dev/shm")
+    _mount("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"size={spec.scratch_mb}m,mode=1777")
+    import glob
+    nodes = [f"/dev/{n}" for n in DEVICES] + [p for g in DEVICE_GLOBS for p in glob.glob(f"/dev/{g}")]
+    for node in nodes:
+        if os.path.exists(node):
+            _bind(node, root + node, readonly=False)
+    # pseudo-terminals of its own (IPython's `!cmd` runs the shell on one)
+    os.makedirs(root + "/dev/pts")
+    try:
+        _mount("devpts", root + "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620")
+        os.symlink("pts/ptmx", root + "/dev/ptmx")
+    except SandboxError:
+        pass  # no terminals: `!cmd` fails, nothing else does
+    for link, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{root}/dev/{link}")
+    if spec.device_visible and os.path.isdir("/sys"):
+        _bind("/sys", root + "/sys")  # CUDA reads the GPU's PCI details
+    os.makedirs(root + "/proc")
+    _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    kept = _nested(spec.keep)
+    for h in _nested(spec.hide):
+        # only what lies inside something bound: a hidden folder that merely holds a kept one
+        # (the course root around its .venv) has nothing else here to hide
+        if os.path.isdir(root + h) and not any(_inside(k, h) for k in kept):
+            _mount("tmpfs", root + h, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    os.makedirs(root + "/.old")
+    _check(_libc.syscall(ctypes.c_long(155 if _ARCH == "x86_64" else 41), root.encode(), (root + "/.old").encode()),
+           "pivot_root")
+    os.chdir("/")
+    _check(_libc.umount2(b"/.old", MNT_DETACH), "umount the host's root")
+    os.rmdir("/.old")
+    _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
 def _drop_capabilities() -> None:
@@ -198,8 +273,7 @@ def confine(spec: SandboxSpec, kind: str) -> None:
     """Filesystem view, identity and limits, in the process that will run the submission."""
     if kind != "none":
         _mount(None, "/", None, MS_REC | MS_PRIVATE)
-        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        _hide_and_keep(spec)
+        _minimal_root(spec)
     os.makedirs(spec.workdir, exist_ok=True)
     if kind != "none":
         if kind == "namespaces":
@@ -223,6 +297,8 @@ def confine(spec: SandboxSpec, kind: str) -> None:
         if os.getppid() == 1 and kind == "none":
             os._exit(137)  # the grader already went away
         _limits(spec)
+        if spec.seccomp:
+            _seccomp()
     os.chdir(spec.workdir)
 
 
@@ -253,6 +329,56 @@ def _wait_and_pass_on(child: int) -> None:
         if pid == child:
             os._exit(os.waitstatus_to_exitcode(status) & 0xFF if os.WIFEXITED(status)
                      else 128 + os.WTERMSIG(status))
+
+
+# --- seccomp: the kernel surface a submission never needs ---------------------------------
+
+# x86_64 and aarch64 syscall numbers of what is refused with EPERM: new namespaces and joining
+# others, mounts, tracing other processes, BPF, perf events, userfaultfd, keyrings, kernel
+# modules and io_uring. clone() is refused only when it asks for a new namespace; clone3
+# answers ENOSYS (its flags live in memory a filter cannot read), and the C library falls back
+# to clone.
+_DENIED = {
+    "x86_64": [272, 308, 165, 166, 155, 428, 429, 430, 431, 432, 433, 442, 101, 310, 311, 321, 298,
+               323, 250, 248, 249, 246, 320, 175, 313, 176, 425, 426, 427, 303, 304],
+    "aarch64": [97, 268, 40, 39, 41, 428, 429, 430, 431, 432, 433, 442, 117, 270, 271, 280, 241,
+                282, 219, 217, 218, 104, 294, 105, 273, 106, 425, 426, 427, 264, 265],
+}
+_CLONE = {"x86_64": 56, "aarch64": 220}
+_CLONE3 = 435
+_AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+_NS_FLAGS = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | 0x02000000
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+
+
+def _seccomp() -> None:
+    if _ARCH not in _DENIED:
+        return  # no table for this architecture: namespaces and limits still apply
+    import errno
+
+    class Filter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(Filter))]
+
+    LD, JEQ, JSET, RET = 0x20, 0x15, 0x45, 0x06
+    ALLOW, ERRNO = 0x7FFF0000, 0x00050000
+    denied = _DENIED[_ARCH]
+    JGE = 0x35
+    # another architecture's calling convention (i386 through int 0x80), or x32's numbers:
+    # refused outright, or they would slip past the table
+    prog = [(LD, 0, 0, 4), (JEQ, 1, 0, _AUDIT_ARCH[_ARCH]), (RET, 0, 0, ERRNO | errno.EPERM),
+            (LD, 0, 0, 0), (JGE, 0, 1, 0x40000000), (RET, 0, 0, ERRNO | errno.ENOSYS)]
+    for i, nr in enumerate(denied):
+        prog.append((JEQ, 0, 1, nr))
+        prog.append((RET, 0, 0, ERRNO | errno.EPERM))
+    prog += [(JEQ, 0, 1, _CLONE3), (RET, 0, 0, ERRNO | errno.ENOSYS),
+             (JEQ, 0, 3, _CLONE[_ARCH]), (LD, 0, 0, 16), (JSET, 0, 1, _NS_FLAGS),
+             (RET, 0, 0, ERRNO | errno.EPERM), (RET, 0, 0, ALLOW)]
+    filters = (Filter * len(prog))(*[Filter(*f) for f in prog])
+    program = Program(len(prog), filters)
+    _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0), "seccomp")
 
 
 def join_cgroups(spec: SandboxSpec) -> None:
@@ -300,7 +426,7 @@ class Cgroup:
         self.dirs, self.v2 = dirs, v2
 
     @classmethod
-    def create(cls, name: str, memory_mb: int, max_processes: int) -> "Cgroup | None":
+    def create(cls, name: str, memory_mb: int, max_processes: int, cpus: float = 0) -> "Cgroup | None":
         if os.geteuid() != 0:
             return None
         limit = str(memory_mb * MB)
@@ -308,13 +434,15 @@ class Cgroup:
             if os.path.isfile(os.path.join(cls.V2, "cgroup.controllers")):
                 base = os.path.join(cls.V2, "torchcourse")
                 os.makedirs(base, exist_ok=True)
-                _write(os.path.join(cls.V2, "cgroup.subtree_control"), "+memory +pids")
-                _write(os.path.join(base, "cgroup.subtree_control"), "+memory +pids")
+                _write(os.path.join(cls.V2, "cgroup.subtree_control"), "+memory +pids +cpu")
+                _write(os.path.join(base, "cgroup.subtree_control"), "+memory +pids +cpu")
                 d = os.path.join(base, name)
                 os.makedirs(d, exist_ok=True)
                 _write(os.path.join(d, "memory.max"), limit)
                 _write(os.path.join(d, "memory.swap.max"), "0") if os.path.exists(os.path.join(d, "memory.swap.max")) else None
                 _write(os.path.join(d, "pids.max"), str(max_processes + 2))
+                if cpus and os.path.exists(os.path.join(d, "cpu.max")):
+                    _write(os.path.join(d, "cpu.max"), f"{int(cpus * 100000)} 100000")
                 return cls([d], v2=True)
             mem = os.path.join(cls.V1, "torchcourse", name)
             pids = os.path.join("/sys/fs/cgroup/pids", "torchcourse", name)
@@ -325,6 +453,14 @@ class Cgroup:
                 os.makedirs(pids, exist_ok=True)
                 _write(os.path.join(pids, "pids.max"), str(max_processes + 2))
                 dirs.append(pids)
+            cpu = os.path.join("/sys/fs/cgroup/cpu", "torchcourse", name)
+            if cpus and os.path.isdir("/sys/fs/cgroup/cpu"):
+                # CPU shared fairly: a submission gets at most its threads' worth of cores,
+                # however many threads or processes it starts
+                os.makedirs(cpu, exist_ok=True)
+                _write(os.path.join(cpu, "cpu.cfs_period_us"), "100000")
+                _write(os.path.join(cpu, "cpu.cfs_quota_us"), str(int(cpus * 100000)))
+                dirs.append(cpu)
             return cls(dirs, v2=False)
         except OSError:
             return None

@@ -65,10 +65,11 @@ def serve(ctl: socket.socket) -> None:
                 ctl.close()
                 _die_with_parent()
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                args = request["args"]
+                args = request.pop("args")
                 args["files"] = {k: base64.b64decode(v) for k, v in args.get("files", {}).items()}
-                try:
-                    executor.child_main(fds[0], **args)
+                data = request = None  # the request holds the channel key: keep only `args`,
+                try:                   # which child_main empties once it has read it
+                    executor.child_main(fds[0], args)
                 finally:
                     os._exit(70)
             for fd in fds:
