@@ -453,6 +453,31 @@ def _timestamp(text: str):
     return prepare
 
 
+YES_PREDICTIONS = """
+class Yes(float):
+    def __eq__(self, other):
+        return True
+    __hash__ = float.__hash__
+    def __sub__(self, other):
+        return 0.0
+    __rsub__ = __sub__
+predictions = {"c.requires_grad": Yes(1), "a.grad": Yes(0), "b.grad": Yes(0)}
+"""
+PATCH_BEFORE_PREDICTIONS = """
+from torchcourse import checks
+for name in ("expect", "expect_close", "expect_equal", "expect_tensor"):
+    setattr(checks, name, lambda *a, **k: None)
+"""
+
+
+def _judged_outside(gid: str, message: str):
+    """The prediction test ran in the judge, on the student's values: its own verdict stands."""
+    def check(ctx, record, outputs):
+        cell = record.cells[gid]
+        assert cell.status == "fail" and message in cell.message, cell
+    return check
+
+
 def _flags_bounded(ctx, record, outputs):
     assert len(record.flags) <= 25, f"{len(record.flags)} flags"
 
@@ -665,6 +690,12 @@ def catalogue() -> list[Kind]:
         Kind("floods the audit", "20,000 refused frame requests",
              lambda c: with_cell(AUDIT_FLOOD), "flagged", "further reports were dropped", BEFORE_POINTS, kept=True,
              check=_flags_bounded),
+        Kind("predictions that equal everything", "a float subclass whose == and - always agree",
+             lambda c: with_answer("predictions", YES_PREDICTIONS), "graded", "not what PyTorch does", PARTIAL,
+             check=_judged_outside("test-predictions", "not what PyTorch does")),
+        Kind("checks patched before a prediction test", "every checks.expect* a no-op, wrong predictions",
+             lambda c: attack(PATCH_BEFORE_PREDICTIONS), "flagged", "checks.expect was replaced", 0,
+             check=_judged_outside("test-predictions", "Your prediction for b.grad is not what PyTorch reports")),
         # --- one submission must not cost another its grade --------------------------------------
         Kind("a lone surrogate in its output", "prints half a UTF-16 pair", lambda c: with_cell('print("half a pair: \\ud800!")'),
              "graded", "half a pair", FULL),

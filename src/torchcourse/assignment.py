@@ -18,6 +18,24 @@ from .config import Course, CourseError
 from .notebooks import NotebookError, grade_id, points, read_notebook, role
 
 
+def _bound(tree) -> set[str]:
+    """Every name a cell binds anywhere (assignments, defs, imports, arguments, loops)."""
+    import ast
+    names: set[str] = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)):
+            names.add(n.id)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(n.name)
+        elif isinstance(n, ast.alias):
+            names.add((n.asname or n.name).split(".")[0])
+        elif isinstance(n, ast.arg):
+            names.add(n.arg)
+        elif isinstance(n, ast.ExceptHandler) and n.name:
+            names.add(n.name)
+    return names
+
+
 class InvalidSubmission(Exception):
     """The submission cannot be graded as this assignment; the message says why."""
 
@@ -51,6 +69,7 @@ class Assignment:
                 self.exercise[grade_id(cell)] = heading
         self.total = sum(self.max_points.values())
         self.imports = self._imports()
+        self.setup_cells, self.judged_outside = self._outside()
         # Which answer cells each test depends on: those since the previous group of tests.
         self.answers_for: dict[str, list[str]] = {}
         group: list[str] = []
@@ -99,6 +118,68 @@ class Assignment:
             except (ImportError, ValueError):
                 pass
         return found
+
+    def _outside(self) -> tuple[list[NotebookNode], dict[str, list[str]]]:
+        """Which tests the judge runs outside the student's process, and the names each needs.
+
+        A test qualifies when it only reads *data* the student's answers define (predictions:
+        dicts, numbers, tensors; never a function or class of theirs) plus what the locked
+        cells above the first answer bind (imports, seeds), and when nothing after it reads a
+        name it binds. Such a test never needs the student's code: the judge, a separate
+        sandboxed process that never runs any, receives the values and runs the test on them.
+        Returns the setup cells the judge runs first, and {test id: [student names]}."""
+        import ast
+        import builtins
+
+        setup: list[NotebookNode] = []
+        setup_names: set[str] = set()
+        data_names: set[str] = set()
+        code_names: set[str] = set()
+        seen_answer = False
+        parsed: list[tuple[NotebookNode, ast.Module | None]] = []
+        for cell in self.source.cells:
+            if cell.cell_type != "code":
+                continue
+            try:
+                tree = ast.parse(cell.source)
+            except SyntaxError:
+                tree = None
+            parsed.append((cell, tree))
+            if tree is None:
+                continue
+            r = role(cell)
+            if r == "answer":
+                seen_answer = True
+                for node in tree.body:
+                    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                        code_names.add(node.name)
+                    elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                        code_names.update((a.asname or a.name).split(".")[0] for a in node.names)
+                    else:
+                        data_names.update(n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
+            elif r == "locked" and not seen_answer:
+                setup.append(cell)
+                setup_names.update(_bound(tree))
+        data_names -= code_names | setup_names
+        known = set(dir(builtins))
+        outside: dict[str, list[str]] = {}
+        for i, (cell, tree) in enumerate(parsed):
+            if role(cell) != "test" or tree is None:
+                continue
+            bound = _bound(tree)
+            free = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - bound - known
+            wanted = free & data_names
+            if not wanted or not free <= (setup_names | data_names):
+                continue
+            later = set()
+            for other, other_tree in parsed[i + 1:]:
+                if other_tree is not None and role(other) in ("test", "locked"):
+                    later |= {n.id for n in ast.walk(other_tree) if isinstance(n, ast.Name)
+                              and isinstance(n.ctx, ast.Load)} - _bound(other_tree)
+            if later & (bound - setup_names):
+                continue
+            outside[grade_id(cell)] = sorted(wanted)
+        return setup, outside
 
     def preload(self, profile_preload: list[str]) -> list[str]:
         """The fork server's preload for this assignment: the profile's and the notebook's."""

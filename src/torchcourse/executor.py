@@ -480,6 +480,144 @@ def _install_audit_hook(channel: Channel, suspicious: dict[str, str]) -> list[st
     return seen
 
 
+# --- the student's values, by value ------------------------------------------------------
+
+MAX_DATA_BYTES = 8 * 1024 * 1024
+_SCALARS = (type(None), bool, int, float, str)
+_TYPES = {t: f"{t.__module__}.{t.__qualname__}" for t in
+          (int, float, bool, str, list, tuple, dict, set, frozenset, type(None), complex, bytes,
+           torch.Tensor, torch.nn.Parameter, torch.Size, torch.dtype, torch.device)}
+_TYPES_BACK = {v: k for k, v in _TYPES.items()}
+
+
+def to_data(value: Any, depth: int = 0, budget: list | None = None) -> Any:
+    """A value of the student's as JSON-able data: scalars, containers, exact tensors, sizes,
+    dtypes, devices and builtin types; anything else becomes an opaque marker (its type's
+    name). This runs in the student's process and trusts nothing: the values are the
+    student's answer either way, and the judge decodes them strictly."""
+    budget = budget if budget is not None else [MAX_DATA_BYTES]
+    kind = type(value)
+    if depth > 20 or budget[0] <= 0:
+        return {"$": "opaque", "type": "too large or too deep"}
+    if kind in _SCALARS:
+        if kind is str:
+            budget[0] -= len(value)
+        if kind is float and value != value:
+            return {"$": "float", "value": "nan"}
+        if kind is float and value in (float("inf"), float("-inf")):
+            return {"$": "float", "value": "inf" if value > 0 else "-inf"}
+        return value
+    if kind in (list, tuple, set, frozenset):
+        items = [to_data(v, depth + 1, budget) for v in list(value)[:100_000]]
+        return {"$": kind.__name__, "items": items}
+    if kind is dict:
+        pairs = [[to_data(k, depth + 1, budget), to_data(v, depth + 1, budget)]
+                 for k, v in list(dict.items(value))[:100_000]]
+        return {"$": "dict", "items": pairs}
+    if kind is torch.Size:
+        return {"$": "size", "items": [int(v) for v in tuple.__iter__(value)]}
+    if kind is torch.dtype:
+        return {"$": "dtype", "name": str(value).split(".")[-1]}
+    if kind is torch.device:
+        return {"$": "device", "name": str(value)}
+    if kind is type and value in _TYPES:
+        return {"$": "type", "name": _TYPES[value]}
+    if kind is torch.Tensor and value.layout is torch.strided:
+        device = value.device.type
+        meta = {"$": "tensor", "dtype": str(value.dtype).split(".")[-1], "shape": list(value.shape),
+                "requires_grad": bool(value.requires_grad), "device": device}
+        if device != "meta":
+            flat = value.detach().to("cpu").contiguous().reshape(-1)
+            raw = bytes(flat.view(torch.uint8).numpy()) if flat.numel() else b""
+            budget[0] -= len(raw)
+            if budget[0] < 0:
+                return {"$": "opaque", "type": "a tensor too large to send"}
+            meta["data"] = __import__("base64").b64encode(raw).decode()
+        return meta
+    try:
+        name = type.__dict__["__qualname__"].__get__(kind)
+    except Exception:  # noqa: BLE001
+        name = "object"
+    return {"$": "opaque", "type": name if type(name) is str else "object"}
+
+
+class Opaque:
+    """What the judge sees of a value that is not data (a function, an object of the
+    student's class): enough for a test to say what it got, nothing to call."""
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+
+    def __repr__(self) -> str:
+        return f"<{self.type_name} object>"
+
+
+def from_data(data: Any, depth: int = 0) -> Any:
+    """The judge's side of to_data: strict, and never more than JSON could say."""
+    if depth > 25:
+        return Opaque("too deep")
+    if data is None or type(data) in (bool, int, float, str):
+        return data
+    if type(data) is not dict or type(data.get("$")) is not str:
+        return Opaque("malformed")
+    kind = data["$"]
+    items = data.get("items") if type(data.get("items")) is list else []
+    if kind in ("list", "tuple", "set", "frozenset"):
+        values = [from_data(v, depth + 1) for v in items]
+        try:
+            return {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}[kind](values)
+        except TypeError:  # an unhashable member of a set
+            return Opaque(kind)
+    if kind == "dict":
+        out = {}
+        for pair in items:
+            if type(pair) is list and len(pair) == 2:
+                key = from_data(pair[0], depth + 1)
+                try:
+                    out[key] = from_data(pair[1], depth + 1)
+                except TypeError:
+                    return Opaque("dict")
+        return out
+    if kind == "float":
+        return float(data.get("value", "nan"))
+    if kind == "size":
+        return torch.Size([int(v) for v in items if type(v) is int])
+    if kind == "dtype":
+        value = getattr(torch, str(data.get("name")), None)
+        return value if type(value) is torch.dtype else Opaque("dtype")
+    if kind == "device":
+        try:
+            return torch.device(str(data.get("name")))
+        except (RuntimeError, ValueError):
+            return Opaque("device")
+    if kind == "type":
+        return _TYPES_BACK.get(data.get("name"), Opaque("type"))
+    if kind == "tensor":
+        dtype = getattr(torch, str(data.get("dtype")), None)
+        shape = data.get("shape")
+        if type(dtype) is not torch.dtype or type(shape) is not list or not all(type(n) is int and n >= 0 for n in shape):
+            return Opaque("tensor")
+        if data.get("device") == "meta":
+            t = torch.empty(shape, dtype=dtype, device="meta")
+        else:
+            raw = __import__("base64").b64decode(str(data.get("data", "")))
+            flat = torch.frombuffer(bytearray(raw), dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8)
+            try:
+                t = flat.view(dtype).reshape(shape).clone() if raw else torch.empty(shape, dtype=dtype)
+            except RuntimeError:
+                return Opaque("tensor")
+        device = data.get("device")
+        if device not in ("cpu", "meta") and type(device) is str:
+            try:
+                t = t.to(device)
+            except (RuntimeError, ValueError):
+                pass  # no such device in the judge: the values still compare on the CPU
+        if data.get("requires_grad") is True and (t.is_floating_point() or t.is_complex()):
+            t.requires_grad_(True)
+        return t
+    return Opaque(str(data.get("type", "object"))[:100])
+
+
 # --- running cells ------------------------------------------------------------------------
 
 def _split_last_expression(tree: ast.Module) -> tuple[ast.Module, ast.Expression | None]:
@@ -593,9 +731,12 @@ class Executor:
         self._fd_files = [open(path, "rb")]
 
     def run(self, msg: dict) -> dict:
+        if msg.get("op") == "values":
+            return {"event": "done", "values": {name: to_data(self.ns[name]) for name in msg["names"]
+                                                if type(name) is str and name in self.ns}}
         kind, source, label = msg["kind"], msg["source"], msg["label"]
         if kind == "test":
-            return self.run_test(source, label)
+            return self.run_test(source, label, msg.get("inject"))
         return self.run_code(source, label, student=(kind in ("answer", "free")))
 
     def _outputs(self, result_repr: str | None = None) -> list[dict]:
@@ -661,14 +802,17 @@ class Executor:
         except BaseException as err:  # noqa: BLE001
             return [f"the interpreter is too damaged to compare ({type(err).__name__})"]
 
-    def run_test(self, source: str, label: str) -> dict:
+    def run_test(self, source: str, label: str, inject: dict | None = None) -> dict:
         """Tamper check, the test, tamper check again. The checks run whatever the test does,
-        so a submission that breaks the grader's own reporting is still flagged."""
+        so a submission that breaks the grader's own reporting is still flagged.
+        `inject`: in the judge, the student's values the test reads (see to_data)."""
         started = time.perf_counter()
         tampered = self._tamper()
         g: dict = {}
         try:
             g = self._test_globals()
+            if inject:
+                g.update({name: from_data(value) for name, value in inject.items() if type(name) is str})
             verdict = self._judge(source, label, g)
         except BaseException as err:  # noqa: BLE001
             verdict = {"status": "error", "message": f"The grader could not run this test ({type(err).__name__})."}

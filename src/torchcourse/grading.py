@@ -263,7 +263,9 @@ def grade_notebook(assignment: Assignment, raw: bytes | NotebookNode, student: s
     nb = restored.notebook
     cells = to_cells(nb)
     profile = dataclasses.replace(profile, preload=assignment.preload(profile.preload))
-    run = run_cells(cells, profile, hide=hide, slot=slot, files=assignment.files)
+    setup = [Cell(-1, "locked", grade_id(c), c.source) for c in assignment.setup_cells]
+    run = run_cells(cells, profile, hide=hide, slot=slot, files=assignment.files,
+                    outside=assignment.judged_outside, setup=setup)
     scores, flags = score(assignment, nb, cells, run)
     record = Record(assignment.id, student, _status(run, flags), reason=run.reason, flags=flags,
                     repairs=restored.repairs, cells=scores, seconds=round(run.seconds, 3),

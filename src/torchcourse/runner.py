@@ -283,6 +283,71 @@ def child_env(profile: Profile) -> dict[str, str]:
     return env
 
 
+class _Judge:
+    """A second sandboxed executor for the tests that need only the student's values
+    (Assignment.judged_outside): it runs the notebook's setup cells, then each such test on
+    the values the student's process sends, and never runs a line of student code. Started on
+    first use; one per submission, never reused."""
+
+    def __init__(self, profile: Profile, hide: list[str], slot: int, files: dict[str, bytes],
+                 setup: list[Cell], deadline: float = 0) -> None:
+        self.cgroup = (Cgroup.create(f"judge-{os.getpid()}-{slot}-{secrets.token_hex(4)}", profile.memory_mb,
+                                     profile.max_processes, cpus=max(1, profile.threads_per_worker))
+                       if profile.sandbox != "off" else None)
+        spec = dataclasses.asdict(sandbox_spec(profile, hide, slot))
+        spec["cgroup_procs"] = self.cgroup.procs_files if self.cgroup else []
+        key = secrets.token_bytes(32)
+        ours, theirs = socket.socketpair()
+        self.zygote = fork_server(profile.preload)
+        limits = {"max_output_chars": profile.max_output_kb * 1024,
+                  "test_timeout_s": round(profile.cell_timeout_s * 0.8, 3)}
+        self.pid = self.zygote.fork(theirs.fileno(), sandbox=spec, limits=limits, env=child_env(profile),
+                                    files=files, threads=profile.threads_per_worker, key=key.hex())
+        theirs.close()
+        self.sock = ours
+        self.link = _Link(ours, key)
+        self.setup, self.ready = setup, False
+
+    def _start(self, deadline: float) -> None:
+        """Wait until the judge is up and has run the setup cells (it starts with the student's
+        process and gets ready meanwhile; the first test that needs it waits for the rest)."""
+        self._wait("ready", deadline)
+        for cell in self.setup:
+            self.link.send({"op": "run", "kind": "locked", "label": cell.label, "source": cell.source}, deadline)
+            self._wait("done", deadline)
+        self.ready = True
+
+    def _wait(self, kind: str, deadline: float) -> dict:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the judge did not answer in time")
+            msg = self.link.poll_message(min(POLL_S, left))
+            if msg is None or msg.get("event") == "audit":
+                continue
+            if msg.get("event") == "sandbox-failed":
+                raise _SandboxFailed(str(msg.get("reason", "unknown")))
+            if msg.get("event") != kind:
+                raise ProtocolError(f"an unexpected message from the judge ({str(msg.get('event'))[:40]!r})")
+            return msg
+
+    def run(self, cell: Cell, values: dict, deadline: float) -> dict:
+        if not self.ready:
+            self._start(max(deadline, time.monotonic() + 30))
+        self.link.send({"op": "run", "kind": "test", "label": cell.label, "source": cell.source,
+                        "inject": values}, deadline)
+        return self._wait("done", deadline)
+
+    def close(self) -> None:
+        try:
+            self.link.send({"op": "exit"}, time.monotonic() + 1)
+        except (OSError, EOFError, TimeoutError):
+            pass
+        _kill_tree(self.pid, self.cgroup)
+        self.sock.close()
+        _exit_code(self.zygote, self.pid)
+
+
 def run_cells(
     cells: list[Cell],
     profile: Profile,
@@ -291,8 +356,20 @@ def run_cells(
     slot: int = 0,
     files: dict[str, bytes] | None = None,
     on_cell: Callable[[Cell, CellResult], None] | None = None,
+    outside: dict[str, list[str]] | None = None,
+    setup: list[Cell] | None = None,
 ) -> RunResult:
-    """Run the cells in order in a fresh sandboxed executor; never raises for student faults."""
+    """Run the cells in order in a fresh sandboxed executor; never raises for student faults.
+
+    Tests named in `outside` run in a judge (see _Judge) on the values of the names listed,
+    which the student's executor sends by value; `setup` is what the judge runs first."""
+    outside = outside or {}
+    judge: _Judge | None = None
+    if outside and any(c.kind == "test" and c.label in outside for c in cells):
+        try:
+            judge = _Judge(profile, hide, slot, files or {}, setup or [], 0)
+        except (OSError, RuntimeError):
+            judge = None  # started again at the first test that needs it
     zygote = fork_server(profile.preload)
     parent_sock, child_sock = socket.socketpair()
     cgroup = (Cgroup.create(f"run-{os.getpid()}-{slot}-{secrets.token_hex(4)}", profile.memory_mb,
@@ -352,11 +429,29 @@ def run_cells(
                     if cell_deadline < notebook_deadline else
                     f"the notebook ran longer than {profile.notebook_timeout_s:g} s (in cell {cell.label})")
             try:
-                link.send({"op": "run", "kind": cell.kind, "label": cell.label, "source": cell.source}, cell_deadline)
+                if cell.kind == "test" and cell.label in outside:
+                    link.send({"op": "values", "names": outside[cell.label]}, cell_deadline)
+                else:
+                    link.send({"op": "run", "kind": cell.kind, "label": cell.label, "source": cell.source}, cell_deadline)
             except TimeoutError:
                 raise TimeoutError(f"cell {cell.label} could not be sent: the submission stopped reading "
                                    "the grading channel") from None
             msg = wait_for("done", cell_deadline, late)
+            if cell.kind == "test" and cell.label in outside:
+                values = msg.get("values") if isinstance(msg.get("values"), dict) else {}
+                try:
+                    if judge is None:
+                        judge = _Judge(profile, hide, slot, files or {}, setup or [], 0)
+                    msg = judge.run(cell, values, cell_deadline)
+                    msg["tampered"] = []  # the judge ran no student code; the student's process is checked later
+                except TimeoutError:
+                    raise TimeoutError(late) from None
+                except (EOFError, ProtocolError, _SandboxFailed, OSError, RuntimeError) as err:
+                    if judge is not None:
+                        judge.close()
+                    judge = None
+                    msg = {"verdict": {"status": "error", "message": "The grader's judge could not run this test "
+                                       f"({type(err).__name__}); an instructor will look at it."}}
             res = _cell_result(cell, msg)
             result.results[cell.index] = res
             if on_cell:
@@ -401,6 +496,8 @@ def run_cells(
         result.protocol_errors.append(str(err))
         result.reason = f"the grading channel received {err}; grading stopped"
     finally:
+        if judge is not None:
+            judge.close()
         result.peak_rss_mb = memory.peak_mb()
         _kill_tree(pid, cgroup)  # the namespace dies with it anyway; this covers sandbox = "off"
         parent_sock.close()
