@@ -190,6 +190,45 @@ def grade_remote(payload: dict, raw: bytes, student: str, profile: dict, hide: l
 
 # --- the instructor's side --------------------------------------------------------------------
 
+def probe(address: str, timeout: float = CONNECT_TIMEOUT_S) -> dict:
+    """Check that a Dask scheduler answers at address, with one clear line if not: a refused
+    connection is told at once, silence after `timeout` seconds, and a server that is not a
+    Dask scheduler as such (the Dask client itself would retry, or fail deep inside)."""
+    import asyncio
+    import socket
+
+    m = ADDRESS.match(address)
+    host, port = m.group(2).strip("[]"), int(m.group(3))
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except socket.timeout:
+        raise CourseError(f"cannot reach a Dask scheduler at {address}: no answer within {timeout:g} s "
+                          "(a firewall, or a wrong host?)") from None
+    except OSError as err:
+        why = err.strerror or _short(err)
+        raise CourseError(f"cannot reach a Dask scheduler at {address} ({why}): is `dask scheduler` "
+                          "running there, on that port?") from None
+
+    async def identity() -> dict:
+        from distributed.comm import connect
+        comm = await connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await asyncio.wait_for(comm.read(), timeout)
+        finally:
+            comm.abort()
+
+    try:
+        info = asyncio.run(identity())
+    except Exception as err:  # garbage read as a frame length can even be a MemoryError
+        why = "" if isinstance(err, MemoryError) else f" ({_short(err)})"
+        raise CourseError(f"something answers at {address}, but it is not a Dask scheduler{why}") from None
+    if not isinstance(info, dict) or info.get("type") != "Scheduler":
+        kind = info.get("type") if isinstance(info, dict) else type(info).__name__
+        raise CourseError(f"{address} is a Dask {kind}, not a scheduler: give the scheduler's address")
+    return info
+
+
 @dataclasses.dataclass
 class Progress:
     done: int = 0
@@ -215,12 +254,13 @@ class Cluster:
         for name in ("distributed", "distributed.client", "distributed.core", "distributed.comm",
                      "distributed.batched", "tornado"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+        probe(self.address, connect_timeout)
         try:
             self.client = Client(self.address, timeout=connect_timeout, set_as_default=False,
                                  name="course-grade")
-        except (OSError, TimeoutError) as err:
-            raise CourseError(f"cannot reach a Dask scheduler at {self.address} within "
-                              f"{connect_timeout:g} s ({_short(err)}); is `dask scheduler` running there?") from None
+        except Exception as err:
+            raise CourseError(f"cannot connect to the Dask scheduler at {self.address} within "
+                              f"{connect_timeout:g} s ({_short(err)})") from None
         try:
             self._check_workers(workers_timeout)
         except BaseException:
