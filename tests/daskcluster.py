@@ -79,12 +79,14 @@ class LocalDask:
         self.workers.append(proc)
         return proc
 
-    def n_workers(self) -> int:
+    def worker_addresses(self) -> list[str]:
         from distributed import Client
         with Client(self.address, timeout=10, set_as_default=False) as c:
-            return len(c.scheduler_info(n_workers=-1)["workers"])
+            return sorted(c.scheduler_info(n_workers=-1)["workers"])
 
     def wait_for_workers(self, n: int, timeout: float = 120) -> None:
+        if n < 1:
+            return
         from distributed import Client
         with Client(self.address, timeout=10, set_as_default=False) as c:
             c.wait_for_workers(n, timeout=timeout)

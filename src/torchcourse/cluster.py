@@ -397,7 +397,7 @@ class Cluster:
             return [k for k in keys if k in tasks and tasks[k].suspicious]
 
         retried: set[str] = set()
-        while not stop.wait(1.0):
+        while not stop.wait(0.5):
             try:
                 retried.update(self.client.run_on_scheduler(suspicious, keys=sorted(keys - retried)))
                 progress.workers = len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
