@@ -5,7 +5,9 @@ import os
 
 from torchcourse import grading
 
-_grade_notebook = grading.grade_notebook
+# Dask imports a preload module in the nanny and again in the worker: patch once, keep the original
+_grade_notebook = getattr(grading, "_unpoisoned", grading.grade_notebook)
+grading._unpoisoned = _grade_notebook
 
 
 def _poisoned(assignment, raw, student, profile, **kwargs):

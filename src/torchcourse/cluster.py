@@ -179,13 +179,27 @@ def grade_remote(payload: dict, raw: bytes, student: str, profile: dict, hide: l
                            "(install the same version of the project on every worker)")
     assignment = _assignment(payload)
     prof = Profile(**profile).validate()
-    slot, fd = _slots.acquire()
     try:
-        graded = grading.grade_notebook(assignment, raw, student, prof, hide=worker_hide(hide), slot=slot)
-    finally:
-        _slots.release(fd)
+        slot, fd = _slots.acquire()
+        try:
+            graded = grading.grade_notebook(assignment, raw, student, prof, hide=worker_hide(hide), slot=slot)
+        finally:
+            _slots.release(fd)
+    except Exception as err:  # a grader bug: a record, as local grading makes, never a pickled exception
+        where = _worker_name()
+        record = grading.unrun(assignment, student, "crashed",
+                               f"internal grader error on {where}: {type(err).__name__}: {_short(err)}")
+        return {"record": record.to_json(), "notebook": None}
     return {"record": graded.record.to_json(),
             "notebook": None if graded.notebook is None else json.dumps(graded.notebook)}
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+        return f"worker {get_worker().address}"
+    except (ImportError, ValueError):
+        return "a cluster worker"
 
 
 # --- the instructor's side --------------------------------------------------------------------
