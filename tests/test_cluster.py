@@ -179,7 +179,7 @@ def test_cluster_grades_exactly_as_this_machine(course, tmp_path, local_export):
         result = run(["course", "grade", AID, "--cluster", cl.address], cwd=root, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "on 2 cluster worker(s)" in result.stdout
-    assert "24 graded, 0 failed (recorded as crashed), 0 sent again" in result.stdout, result.stdout
+    assert "24 done, 0 failed (recorded as crashed), 0 sent again" in result.stdout, result.stdout
     assert exports(root, env) == local_export
     assert sorted(student_lines(result.stdout)) == sorted(make_class(course))
     # the instructor's copy of each graded notebook is written here, from the JSON that came back
@@ -205,7 +205,7 @@ def test_worker_killed_mid_batch_loses_nothing(course, tmp_path, local_export):
     names = student_lines(stdout)
     assert sorted(names) == sorted(make_class(course)) and len(set(names)) == len(names)  # each once
     summary = stdout.strip().splitlines()[-1]
-    assert "24 graded, 0 failed" in summary and " 0 sent again" not in summary, summary
+    assert "24 done, 0 failed" in summary and " 0 sent again" not in summary, summary
     csv, rows = exports(root, env)
     assert (csv, rows) == local_export  # a free cell that sleeps changes no grade
     assert len(list((root / "autograded").glob(f"*/{AID}/grading.json"))) == 24
@@ -226,7 +226,7 @@ def test_submission_that_kills_every_worker_is_recorded_as_crashed(course, tmp_p
     assert by["zz-poison"]["status"] == "crashed"
     assert "every grading worker that ran it died (2 tries" in by["zz-poison"]["reason"]
     assert by["solution0"]["score"] == 22 and by["release0"]["status"] == "graded"
-    assert "4 graded, 1 failed" in result.stdout, result.stdout
+    assert "4 done, 1 failed" in result.stdout, result.stdout
 
 
 @pytest.mark.slow

@@ -259,7 +259,7 @@ def _grade_on_cluster(args, course, assignment, submissions, profile, address: s
     finally:
         cluster.close()
     print_records(records)
-    print(f"cluster: {len(records)} graded, {state['failed']} failed (recorded as crashed), "
+    print(f"cluster: {len(records)} done, {state['failed']} failed (recorded as crashed), "
           f"{state['retried']} sent again after a worker died")
     return 0
 
