@@ -201,6 +201,9 @@ def cmd_grade(args) -> int:
         if args.workers:
             raise CourseError("--workers sets this machine's parallel submissions; with --cluster, "
                               "the cluster's workers grade (start more of them to go faster)")
+        from .cluster import probe
+        print(f"connecting to the Dask scheduler at {address}")
+        probe(address)  # a wrong or unreachable address is told before anything else is read
     else:
         check_device(profile)  # on a cluster, the workers need the GPU, not this machine
     assignment = Assignment.load(course, aid)
@@ -238,7 +241,6 @@ def _grade_on_cluster(args, course, assignment, submissions, profile, address: s
     from .grading import grade_batch
 
     aid = assignment.id
-    print(f"connecting to the Dask scheduler at {address}")
     cluster = Cluster(address, profile)  # before anything is written: a bad address writes nothing
     try:
         gpu = " (one GPU each)" if cluster.resources else ""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -53,9 +54,11 @@ def check_address(address: str, where: str = "--cluster") -> str:
     return address
 
 
+@functools.lru_cache(maxsize=1)
 def code_digest() -> str:
     """A digest of the grader's own code: the instructor and every worker must agree on it,
-    since the same grader must give the same scores, statuses and messages everywhere."""
+    since the same grader must give the same scores, statuses and messages everywhere.
+    Computed once per process."""
     h = hashlib.sha256()
     package = Path(__file__).resolve().parent
     for path in sorted(package.rglob("*")):
