@@ -40,6 +40,7 @@ from .config import CourseError, Profile
 
 CONNECT_TIMEOUT_S = 5.0      # an unreachable scheduler is reported after this long
 WORKERS_TIMEOUT_S = 60.0     # how long to wait for a first suitable worker to join
+WINDOW = 64                  # submissions in flight at least (4 per worker when there are more workers)
 ADDRESS = re.compile(r"^(tcp|tls|ws|wss)://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 LOCAL = "local"              # `--cluster local`: grade on this machine even if the profile names a cluster
 
@@ -343,41 +344,59 @@ class Cluster:
         client, batch = self.client, uuid.uuid4().hex[:8]
         on_progress = on_progress or self.on_progress
         prof = dataclasses.asdict(profile)
-        payload = assignment_payload(assignment)
-        try:
-            held = client.submit(hold, payload, key=f"assignment-{assignment.id}-{batch}", pure=False)
-            futures = {}
-            for n, (student, raw) in enumerate(jobs):
+        progress = Progress(workers=self.workers)
+        total = len(jobs)
+        futures: dict[str, tuple[str, object]] = {}   # in flight: key -> (student, future)
+        queue = iter(enumerate(jobs))
+
+        def submit_more() -> list:
+            """Keep a window of tasks in flight (the scheduler holds their bytes), growing with
+            the workers: a class of 1,000 is not all in the scheduler's memory at once."""
+            new = []
+            while len(futures) < max(WINDOW, 4 * progress.workers):
+                try:
+                    n, (student, raw) = next(queue)
+                except StopIteration:
+                    break
                 fut = client.submit(grade_remote, held, raw, student, prof, hide, pure=False,
                                     key=f"grade-{assignment.id}-{batch}-{n:05d}", resources=self.resources,
                                     priority=-n)
                 futures[fut.key] = (student, fut)
+                new.append(fut)
+            return new
+
+        try:
+            held = client.submit(hold, assignment_payload(assignment), key=f"assignment-{assignment.id}-{batch}",
+                                 pure=False)
+            done = as_completed(submit_more(), loop=client.loop, with_results=False)
         except Exception as err:
-            raise self._lost(err, 0, len(jobs)) from None
-        progress = Progress(workers=self.workers)
+            raise self._lost(err, 0, total) from None
         stop = threading.Event()
-        watcher = threading.Thread(target=self._watch, args=(set(futures), progress, stop, on_progress), daemon=True)
+        watcher = threading.Thread(target=self._watch, args=(futures, progress, stop, on_progress), daemon=True)
         watcher.start()
         seen: set[str] = set()
         try:
-            done = as_completed([f for _, f in futures.values()], loop=client.loop, with_results=False)
             for fut in done:
                 student, _ = futures.pop(fut.key)
                 if student in seen:  # cannot happen (a future completes once); never write twice
                     continue
                 seen.add(student)
                 graded = self._collect(fut, student, assignment, Graded, Record, unrun,
-                                       FutureCancelledError, progress, len(jobs))
+                                       FutureCancelledError, progress, total)
                 fut.release()
                 progress.done += 1
                 if on_progress:
                     on_progress(progress)
                 yield student, graded
                 if self._scheduler_gone():
-                    raise self._lost(None, progress.done, len(jobs))
+                    raise self._lost(None, progress.done, total)
+                try:
+                    done.update(submit_more())
+                except Exception as err:
+                    raise self._lost(err, progress.done, total) from None
         finally:
             stop.set()
-            for _, fut in futures.values():
+            for _, fut in list(futures.values()):
                 fut.release()
             held.release()
 
@@ -407,7 +426,7 @@ class Cluster:
             reason = f"internal grader error on the cluster: {type(err).__name__}: {_short(err)}"
         return Graded(unrun(assignment, student, "crashed", reason), None)
 
-    def _watch(self, keys: set, progress: Progress, stop: threading.Event, on_progress) -> None:
+    def _watch(self, futures: dict, progress: Progress, stop: threading.Event, on_progress) -> None:
         """Count submissions sent again after a worker died (the scheduler's own count)."""
         def suspicious(dask_scheduler, keys):  # defined here: sent by value, as above
             tasks = dask_scheduler.tasks
@@ -416,7 +435,8 @@ class Cluster:
         retried: set[str] = set()
         while not stop.wait(0.5):
             try:
-                retried.update(self.client.run_on_scheduler(suspicious, keys=sorted(keys - retried)))
+                keys = set(list(futures)) - retried  # list(): the dict changes in the main thread
+                retried.update(self.client.run_on_scheduler(suspicious, keys=sorted(keys)))
                 progress.workers = len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
             except Exception:
                 continue
