@@ -319,12 +319,6 @@ class Cluster:
         if stale:
             raise CourseError(f"{len(stale)} worker(s) run different grader code from this one "
                               f"({', '.join(stale[:3])}): install the same version of the project on every worker")
-        try:
-            # a function defined here is sent by value: the scheduler need not have this project
-            self.allowed_failures = int(self.client.run_on_scheduler(
-                lambda dask_scheduler: dask_scheduler.allowed_failures))
-        except Exception:
-            self.allowed_failures = 3
         self.workers = len(infos)
 
     def close(self) -> None:
@@ -428,7 +422,7 @@ class Cluster:
 
     def _watch(self, futures: dict, progress: Progress, stop: threading.Event, on_progress) -> None:
         """Count submissions sent again after a worker died (the scheduler's own count)."""
-        def suspicious(dask_scheduler, keys):  # defined here: sent by value, as above
+        def suspicious(dask_scheduler, keys):  # defined here, so sent by value: the scheduler needs no torchcourse
             tasks = dask_scheduler.tasks
             return [k for k in keys if k in tasks and tasks[k].suspicious]
 
