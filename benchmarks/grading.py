@@ -15,6 +15,14 @@ of a worker, and whether both graders gave every submission the same score.
     .venv/bin/python benchmarks/grading.py                       # lightest and heaviest
     .venv/bin/python benchmarks/grading.py 01_introduction --n 10
     .venv/bin/python benchmarks/grading.py --json results.json   # also save the figures
+    .venv/bin/python benchmarks/grading.py --cluster             # course grade --cluster, 1, 2, 4 workers
+
+--cluster measures `course grade --cluster` instead, on a Dask scheduler and 1, 2 and 4 worker
+processes (one thread each) started on this machine's loopback (tests/daskcluster.py): the
+throughput with a cold cluster (each worker's fork server starts on its first submission, as
+local grading's does) and a warm one (the same cluster grading the class again), against local
+`course grade` with 1 and 2 workers, and the overhead the cluster adds per submission: (cold
+cluster with 1 worker - local with 1 worker) / N, where both pay one fork server start.
 
 Run it on an otherwise idle machine: it measures wall time.
 """
@@ -158,8 +166,13 @@ def main() -> int:
     parser.add_argument("--skip-nbgrader", action="store_true")
     parser.add_argument("--skip-bare", action="store_true")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--cluster", action="store_true",
+                        help="measure course grade --cluster with 1, 2 and 4 local worker processes")
+    parser.add_argument("--cluster-workers", default="1,2,4", help="worker processes to try (default 1,2,4)")
     args = parser.parse_args()
     course = load_course(ROOT)
+    if args.cluster:
+        return cluster_benchmark(course, args)
     chosen = args.assignments
     if not chosen:
         times = {aid: solution_seconds(course, aid) for aid in course.assignments}
@@ -211,6 +224,72 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"date": datetime.date.today().isoformat(), "machine": machine,
                                                "results": results}, indent=1))
+    return 0
+
+
+def _grade(root: Path, aid: str, submitted: Path, *extra: str) -> float:
+    shutil.rmtree(root / "autograded", ignore_errors=True)
+    db = {"COURSE_DB_URL": f"sqlite:///{root}/course-gradebook.db"}
+    started = time.perf_counter()
+    r = subprocess.run([str(BIN / "course"), "grade", aid, "--submissions", str(submitted), *extra], cwd=root,
+                       env=env(db), capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if r.returncode:
+        raise SystemExit(f"course grade {' '.join(extra)} failed: {r.stderr}")
+    return seconds
+
+
+def cluster_benchmark(course, args) -> int:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from daskcluster import LocalDask
+
+    chosen = args.assignments or ["01_introduction"]
+    counts = [int(k) for k in args.cluster_workers.split(",")]
+    machine = f"{platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    print(f"machine: {machine}")
+    rows = []
+    for aid in chosen:
+        assignment = Assignment.load(course, aid)
+        notebooks = make_submissions(course, assignment, args.n)
+        with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+            root = course_copy(Path(tmp))
+            submitted = root / "submitted"
+            for student, nb in notebooks.items():
+                path = submitted / student / aid / f"{aid}.ipynb"
+                path.parent.mkdir(parents=True)
+                nbformat.write(nb, str(path))
+            db = {"COURSE_DB_URL": f"sqlite:///{root}/course-gradebook.db"}
+            r = subprocess.run([str(BIN / "course"), "build", aid], cwd=root, env=env(db), capture_output=True, text=True)
+            if r.returncode:
+                raise SystemExit(f"course build failed: {r.stderr}")
+            print(f"\n{aid}: {args.n} submissions")
+            local = {k: _grade(root, aid, submitted, "--workers", str(k)) for k in (1, 2)}
+            for k, sec in local.items():
+                print(f"  local, {k} worker(s)    {sec:6.1f} s  {args.n / sec:5.2f} submissions/s")
+            row = {"assignment": aid, "n": args.n, "local_s": local, "cluster": {}}
+            for k in counts:
+                with LocalDask(Path(tmp) / f"dask{k}", workers=k) as cl:
+                    cold = _grade(root, aid, submitted, "--cluster", cl.address)
+                    warm = _grade(root, aid, submitted, "--cluster", cl.address)
+                row["cluster"][k] = {"cold_s": cold, "warm_s": warm}
+                print(f"  cluster, {k} worker(s)  {cold:6.1f} s cold ({args.n / cold:5.2f}/s), "
+                      f"{warm:6.1f} s warm ({args.n / warm:5.2f}/s)")
+            if 1 in row["cluster"]:
+                row["overhead_per_sub_s"] = (row["cluster"][1]["cold_s"] - local[1]) / args.n
+                print(f"  overhead of the cluster per submission: {row['overhead_per_sub_s'] * 1000:.0f} ms")
+            rows.append(row)
+    print("\n| assignment | workers | local s | cluster s (cold) | cluster s (warm) | warm submissions/s | speed-up over 1 worker (warm) |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        base = row["cluster"].get(1, {}).get("warm_s")
+        for k, c in row["cluster"].items():
+            local = row["local_s"].get(k)
+            speed = f"{base / c['warm_s']:.2f}x" if base else "-"
+            print(f"| {row['assignment']} | {k} | {f'{local:.1f}' if local else '-'} | {c['cold_s']:.1f} | {c['warm_s']:.1f} "
+                  f"| {row['n'] / c['warm_s']:.2f} | {speed} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"date": datetime.date.today().isoformat(), "machine": machine,
+                                               "cluster": rows}, indent=1))
     return 0
 
 

@@ -192,9 +192,23 @@ def cmd_grade(args) -> int:
     course = load_course()
     aid = course.check_assignment(args.assignment)
     profile = load_profile(course, args.profile)
-    check_device(profile)
+    address = args.cluster or profile.cluster
+    if address == "local":  # grade here even though the profile names a cluster
+        address = ""
+    if address:
+        from .cluster import check_address
+        check_address(address, "--cluster" if args.cluster else f"graders/{profile.name}.toml: cluster")
+        if args.workers:
+            raise CourseError("--workers sets this machine's parallel submissions; with --cluster, "
+                              "the cluster's workers grade (start more of them to go faster)")
+        from .cluster import probe
+        print(f"connecting to the Dask scheduler at {address}")
+        probe(address)  # a wrong or unreachable address is told before anything else is read
+    else:
+        check_device(profile)  # on a cluster, the workers need the GPU, not this machine
     assignment = Assignment.load(course, aid)
-    _start_fork_server(assignment.preload(profile.preload))
+    if not address:
+        _start_fork_server(assignment.preload(profile.preload))
     folder = Path(args.submissions) if args.submissions else course.path("submitted")
     if folder.is_file():  # a zip of the submitted/ layout
         import tempfile
@@ -206,6 +220,8 @@ def cmd_grade(args) -> int:
     _ensure_built(course, aid)
     if not submissions:
         raise CourseError(f"no submissions of {aid} in {folder} (expected {folder}/<student>/{aid}/{aid}.ipynb)")
+    if address:
+        return _grade_on_cluster(args, course, assignment, submissions, profile, address, folder)
     workers = args.workers or default_workers(profile)
     if workers < 1:
         raise CourseError("--workers must be at least 1")
@@ -215,10 +231,45 @@ def cmd_grade(args) -> int:
         records = grade_batch(course, assignment, submissions, profile, workers=workers,
                               hide_extra=[folder.resolve()],
                               on_done=lambda r: bar.update(task, advance=1, description=f"{r.student}: {r.status}"))
+    print_records(records)
+    return 0
+
+
+def _grade_on_cluster(args, course, assignment, submissions, profile, address: str, folder: Path) -> int:
+    """`course grade --cluster`: the same batch, graded by the workers of a Dask cluster."""
+    from .cluster import Cluster
+    from .grading import grade_batch
+
+    aid = assignment.id
+    cluster = Cluster(address, profile)  # before anything is written: a bad address writes nothing
+    try:
+        gpu = " (one GPU each)" if cluster.resources else ""
+        print(f"grading {len(submissions)} submission(s) of {aid} with profile {profile.name} "
+              f"on {cluster.workers} cluster worker(s){gpu}")
+        bar, task = progress(len(submissions), f"grading {aid}")
+        state = {"retried": 0, "failed": 0, "workers": cluster.workers}
+
+        def show(p) -> None:
+            state.update(retried=p.retried, failed=p.failed, workers=p.workers)
+            bar.update(task, description=f"{p.workers} worker(s), {p.failed} failed, {p.retried} retried")
+
+        cluster.on_progress = show
+        with bar:
+            records = grade_batch(course, assignment, submissions, profile, workers=1,
+                                  hide_extra=[folder.resolve()], cluster=cluster,
+                                  on_done=lambda r: bar.update(task, advance=1))
+    finally:
+        cluster.close()
+    print_records(records)
+    print(f"cluster: {len(records)} done, {state['failed']} failed (recorded as crashed), "
+          f"{state['retried']} sent again after a worker died")
+    return 0
+
+
+def print_records(records) -> None:
     for r in records:
         extra = f"  ({r.reason})" if r.status != "graded" and r.reason else ""
         print(f"  {r.student:<20} {_fmt(r.score):>5} / {_fmt(r.max_score):<5} {r.status}{extra}")
-    return 0
 
 
 def cmd_mistakes(args) -> int:
@@ -400,6 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--submissions", metavar="DIR", help="folder (or zip) of submissions (default: submitted/)")
     p.add_argument("--workers", type=int, metavar="N", help="parallel submissions (default: what cores and memory allow)")
     p.add_argument("--profile", metavar="NAME", help="grader profile in graders/ (default: the course's)")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="grade on the workers of the Dask scheduler at ADDRESS, e.g. tcp://host:8786 "
+                        "(default: the profile's `cluster`, else this machine; `local`: this machine). "
+                        "See docs/cluster.md")
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("check", help="check one notebook against all its tests (for self-learners)",

@@ -110,6 +110,7 @@ class Profile:
     preload: list[str] = dataclasses.field(default_factory=list)
     hide: list[str] = dataclasses.field(default_factory=list)
     env: dict[str, str] = dataclasses.field(default_factory=dict)
+    cluster: str = ""                 # a Dask scheduler (tcp://HOST:PORT) whose workers grade; "": this machine
 
     def validate(self) -> "Profile":
         if self.sandbox not in ("required", "best-effort", "off"):
@@ -120,6 +121,11 @@ class Profile:
                       "max_output_kb", "max_file_mb", "scratch_mb", "threads_per_worker", "max_notebook_mb"):
             if not getattr(self, field) > 0:
                 raise CourseError(f"profile {self.name}: {field} must be positive")
+        if not isinstance(self.cluster, str):
+            raise CourseError(f"profile {self.name}: cluster must be a string such as \"tcp://scheduler:8786\"")
+        if self.cluster:
+            from .cluster import check_address
+            check_address(self.cluster, f"graders/{self.name}.toml: cluster")
         return self
 
 

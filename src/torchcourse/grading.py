@@ -502,25 +502,54 @@ def grade_batch(
     hide_extra: Iterable[Path] = (),
     on_done: Callable[[Record], None] | None = None,
     output_root: Path | None = None,
+    cluster=None,
 ) -> list[Record]:
-    """Grade every submission; write autograded/, the gradebook and records as each finishes."""
+    """Grade every submission; write autograded/, the gradebook and records as each finishes.
+    cluster: a cluster.Cluster whose workers grade instead of this machine's (`--cluster`)."""
     output_root = output_root or course.root
     gradebook = Gradebook(course)
     hide = hidden_paths(course, hide_extra)
+    if cluster is None:
+        results = _grade_here(assignment, submissions, profile, workers, hide)
+    else:
+        results = _grade_on(cluster, assignment, submissions, profile, hide)
+
+    records: list[Record] = []
+    try:
+        for sub, graded in results:
+            record = _store(graded, sub, assignment, gradebook, output_root)
+            records.append(record)
+            if on_done:
+                on_done(record)
+    finally:
+        gradebook.close()
+    records.sort(key=lambda r: r.student)
+    return records
+
+
+def _read(assignment: Assignment, sub: Submission, profile: Profile) -> bytes | Graded:
+    """The submission's bytes, or the record of one that cannot be read."""
+    try:
+        return read_submission(sub.path, profile.max_notebook_mb)
+    except OSError as err:
+        return Graded(unrun(assignment, sub.student, "invalid", f"the notebook cannot be graded: {err}"), None)
+
+
+def _grade_here(assignment: Assignment, submissions: list[Submission], profile: Profile, workers: int,
+                hide: list[str]) -> Iterable[tuple[Submission, Graded]]:
+    """(submission, result) as each finishes, graded by this machine's worker threads."""
     slots = SlotPool(workers)
 
     def work(sub: Submission) -> Graded:
         slot = slots.acquire()
         try:
-            try:
-                raw = read_submission(sub.path, profile.max_notebook_mb)
-            except OSError as err:
-                return Graded(unrun(assignment, sub.student, "invalid", f"the notebook cannot be graded: {err}"), None)
+            raw = _read(assignment, sub, profile)
+            if isinstance(raw, Graded):
+                return raw
             return grade_notebook(assignment, raw, sub.student, profile, hide=hide, slot=slot)
         finally:
             slots.release(slot)
 
-    records: list[Record] = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(work, sub): sub for sub in submissions}
         for future in concurrent.futures.as_completed(futures):
@@ -530,10 +559,20 @@ def grade_batch(
             except Exception as err:  # a grader bug must not stop the batch
                 graded = Graded(unrun(assignment, sub.student, "error",
                                       f"internal grader error: {type(err).__name__}: {err}"), None)
-            record = _store(graded, sub, assignment, gradebook, output_root)
-            records.append(record)
-            if on_done:
-                on_done(record)
-    gradebook.close()
-    records.sort(key=lambda r: r.student)
-    return records
+            yield sub, graded
+
+
+def _grade_on(cluster, assignment: Assignment, submissions: list[Submission], profile: Profile,
+              hide: list[str]) -> Iterable[tuple[Submission, Graded]]:
+    """(submission, result) as each comes back from the cluster's workers (cluster.py)."""
+    by_student, jobs = {}, []
+    for sub in submissions:
+        raw = _read(assignment, sub, profile)
+        if isinstance(raw, Graded):
+            yield sub, raw
+        else:
+            by_student[sub.student] = sub
+            jobs.append((sub.student, raw))
+    if jobs:
+        for student, graded in cluster.grade(assignment, jobs, profile, hide):
+            yield by_student[student], graded
