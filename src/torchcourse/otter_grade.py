@@ -31,7 +31,8 @@ from otter.plugins import AbstractOtterPlugin
 from otter.test_files import GradingResults
 from otter.test_files.abstract_test import TestFile
 
-from .grading import MARKS, Record
+from .config import Profile
+from .grading import MARKS, Graded, Record
 
 OTTER_CELL = re.compile(r"^(# Initialize Otter\s*\n)?\s*import otter\s*\n\s*grader\s*=\s*otter\.Notebook\(.*\)\s*$"
                         r"|^\s*grader\.check(_all)?\(.*\)\s*$", re.S)
@@ -72,9 +73,11 @@ def prepare(raw: bytes, stubs: dict[str, str], release_stubs: dict[str, str]):
     return nb
 
 
-def grade_submission(submission: str | Path, assignment_id: str, bundle: Path, *, profile: str = "cpu",
-                     sandbox: str = "best-effort", hide_extra: list[str] | None = None) -> Record:
-    """Grade one submitted notebook file with the course's grader, as the zip does."""
+def grade_file(submission: str | Path, assignment_id: str, bundle: Path, *, profile: "str | Profile" = "cpu",
+               sandbox: str | None = "best-effort", hide_extra: list[str] | None = None) -> Graded:
+    """Grade one submitted notebook file with the course's grader, as the zip does: the
+    Graded record and notebook of `grade_notebook`, with the bundle, the submission's folder
+    and the whole autograder folder (tests, results) hidden from the submission."""
     from .assignment import Assignment
     from .config import load_course, load_profile
     from .grading import grade_notebook, hidden_paths
@@ -82,7 +85,7 @@ def grade_submission(submission: str | Path, assignment_id: str, bundle: Path, *
 
     course = load_course(Path(bundle))
     assignment = Assignment.load(course, assignment_id)
-    prof = load_profile(course, profile)
+    prof = profile if isinstance(profile, Profile) else load_profile(course, profile)
     if sandbox:
         prof = dataclasses.replace(prof, sandbox=sandbox)
     stubs_path = Path(bundle) / "otter_stubs.json"
@@ -92,15 +95,20 @@ def grade_submission(submission: str | Path, assignment_id: str, bundle: Path, *
     nb = raw if len(raw) > prof.max_notebook_mb * 1024 * 1024 else prepare(raw, stubs, release_stubs)
     sub = Path(submission).resolve()
     extra = [str(sub.parent), *(hide_extra or [])]
-    if sub.parent.parent.name == "autograder" or (sub.parent.parent / "source").is_dir():
-        extra.append(str(sub.parent.parent))  # the whole autograder folder: tests, results
+    if (sub.parent.parent / "source").is_dir():
+        extra.append(str(sub.parent.parent))  # the whole autograder folder: source, tests, results
     graded = grade_notebook(assignment, nb, "submission", prof, hide=hidden_paths(course, extra))
     record = graded.record
     if not isinstance(nb, bytes) and not any(role(c) == "test" for c in nb.cells):
         # an otter notebook has no test cells by design (grader.check cells stand for them)
         record.repairs = [r for r in record.repairs if not (r.startswith("test cell(s) ")
                                                              and r.endswith("were deleted; they were restored"))]
-    return record
+    return graded
+
+
+def grade_submission(submission: str | Path, assignment_id: str, bundle: Path, **kwargs) -> Record:
+    """The record of grade_file."""
+    return grade_file(submission, assignment_id, bundle, **kwargs).record
 
 
 def cell_text(gid: str, cell, exercises: dict[str, str]) -> str:
