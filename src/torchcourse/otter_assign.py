@@ -47,6 +47,7 @@ PLUGIN = "torchcourse.otter_grade.CourseGrader"
 BUNDLE = "course"                    # folder of the course bundle inside the zip's files/
 STUBS = "otter_stubs.json"           # {answer grade_id: the otter student stub of that cell}
 PYTHON_VERSION = "3.11"
+PROJECT = Path(__file__).resolve().parents[2]   # this project: its pins and its wheel
 HIDDEN_BEGIN = re.compile(r"^\s*### BEGIN HIDDEN TESTS\s*$")
 HIDDEN_END = re.compile(r"^\s*### END HIDDEN TESTS\s*$")
 # Packages the grader needs on Gradescope (pinned by constraints.txt), besides the project.
@@ -186,7 +187,7 @@ def grader_requirements(course: Course, wheel_name: str) -> str:
     """The zip's requirements.txt: the grader's own pins (constraints.txt) and this project."""
     pins: dict[str, str] = {}
     for name in ("requirements.txt", "constraints.txt"):
-        path = course.path(name)
+        path = PROJECT / name if (PROJECT / name).is_file() else course.path(name)
         if path.is_file():
             for line in path.read_text().splitlines():
                 m = re.match(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)", line.strip())
@@ -202,7 +203,7 @@ def grader_requirements(course: Course, wheel_name: str) -> str:
 
 def build_wheel(course: Course, into: Path) -> Path:
     """A wheel of this project (the grader), for the zip to install on Gradescope."""
-    src = Path(__file__).resolve().parents[2]
+    src = PROJECT
     if not (src / "pyproject.toml").is_file():
         raise CourseError(f"cannot find the torchcourse project (pyproject.toml) at {src} to package the grader")
     with tempfile.TemporaryDirectory(prefix="wheel-") as tmp:
@@ -234,6 +235,16 @@ def write_bundle(course: Course, aid: str, source: NotebookNode, into: Path, whe
     (into / STUBS).write_text(json.dumps(stubs, indent=1, sort_keys=True) + "\n")
     if wheel is not None:
         shutil.copy2(wheel, into / wheel.name)
+
+
+def stable_ids(path: Path, ours: set) -> None:
+    """otter assign gives the cells it adds (its init and grader.check cells) random ids; give
+    them ids made from their place, so that a rerun writes the same notebook."""
+    nb = nbformat.read(str(path), as_version=nbformat.NO_CONVERT)
+    for index, cell in enumerate(nb.cells):
+        if cell.get("id") not in ours:
+            cell["id"] = f"otter-added-{index}"
+    nbformat.write(nb, str(path))
 
 
 def otter_bin() -> str:
@@ -271,6 +282,8 @@ def convert(course: Course, aid: str, wheel: Path | None, verbose: bool = False)
         if proc.returncode != 0 or not zips:
             lines = [l for l in (proc.stderr + proc.stdout).strip().splitlines() if l.strip()]
             raise CourseError(f"otter assign could not convert {aid}: {lines[-1] if lines else 'no autograder zip'}")
+        for nb_path in (work / "dist").glob("*/*.ipynb"):
+            stable_ids(nb_path, {c.get("id") for c in master.cells})
         # a stable name beside otter's time-stamped one would be a second truth: keep otter's
         staged = course.path("otter", f".{aid}.new")
         shutil.rmtree(staged, ignore_errors=True)
