@@ -96,15 +96,34 @@ def otter_stub(source: str) -> str:
     return "\n".join(replace_solutions(answer_source(source).split("\n"), "python"))
 
 
-def _test_case(gid: str, code: str, hidden: bool) -> str:
+def answer_names(source: NotebookNode) -> dict[str, str]:
+    """Top-level functions and classes of the answer cells -> their cell, so that grader.check
+    can name the cell an error comes from as the grader does."""
+    import ast
+
+    names: dict[str, str] = {}
+    for cell in source.cells:
+        if role(cell) != "answer":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names[node.name] = grade_id(cell)
+    return names
+
+
+def _test_case(gid: str, code: str, hidden: bool, names: dict[str, str]) -> str:
     """One exception-based otter test case: the code rides in the function's docstring and
     run_test runs it as the grader runs a test cell."""
     func = "test_hidden" if hidden else "test_public"
-    doc = json.dumps(code)  # a plain string literal; ast.unparse turns it into the docstring
+    doc = json.dumps(code, ensure_ascii=False)  # a plain literal; ast.unparse makes it the docstring
     return (f'""" # BEGIN TEST CONFIG\nhidden: {str(hidden).lower()}\n""" # END TEST CONFIG\n'
             f"def {func}(env):\n    {doc}\n"
             f"    from torchcourse.otter_grade import run_test\n"
-            f"    run_test(env, {json.dumps(gid)}, {func})\n")
+            f"    run_test(env, {json.dumps(gid)}, {func}, {json.dumps(names, sort_keys=True)})\n")
 
 
 def _raw(text: str) -> NotebookNode:
@@ -142,6 +161,7 @@ def master_notebook(source: NotebookNode, aid: str) -> NotebookNode:
     import yaml
 
     cells = source.cells
+    names = answer_names(source)
     nb = nbformat.v4.new_notebook()
     nb.metadata = copy.deepcopy(source.metadata)
     nb.cells.append(_raw("# ASSIGNMENT CONFIG\n" + yaml.safe_dump(assignment_config(aid), sort_keys=False)))
@@ -165,9 +185,9 @@ def master_notebook(source: NotebookNode, aid: str) -> NotebookNode:
             visible, whole = split_test(cell.source)
             nb.cells.append(_raw("# BEGIN TESTS"))
             if whole is None or _has_code(visible):
-                nb.cells.append(nbformat.v4.new_code_cell(_test_case(gid, visible, hidden=False)))
+                nb.cells.append(nbformat.v4.new_code_cell(_test_case(gid, visible, False, names)))
             if whole is not None:
-                nb.cells.append(nbformat.v4.new_code_cell(_test_case(gid, whole, hidden=True)))
+                nb.cells.append(nbformat.v4.new_code_cell(_test_case(gid, whole, True, names)))
             nb.cells.extend([_raw("# END TESTS"), _raw("# END QUESTION")])
             open_question = False
         else:

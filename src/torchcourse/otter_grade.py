@@ -259,7 +259,7 @@ def _innermost(tb):
     return last
 
 
-def verdict(code: str, label: str, env: dict) -> tuple[str, str]:
+def verdict(code: str, label: str, env: dict, cells: dict[str, str] | None = None) -> tuple[str, str]:
     """Run a test cell's code against the notebook's globals as the grader's executor does
     (a copy of the globals with the real builtins, asserts on) and return (status, message)
     with the executor's wording."""
@@ -287,7 +287,9 @@ def verdict(code: str, label: str, env: dict) -> tuple[str, str]:
         in_test = last is not None and last.tb_frame.f_code.co_filename == _TEST_FILE.format(label)
         if where and not in_test:
             inside = f"in `{where[1]}` " if where[1] != "<module>" else ""
-            text = f"Your code raised {head} ({inside}at line {where[0]} of your cell)."
+            cell = (cells or {}).get(where[1].split(".")[0])
+            text = f"Your code raised {head} ({inside}at line {where[0]} of " + (
+                f"cell {cell})." if cell else "your cell).")
         else:
             text = f"The test could not use your result: {head}."
         concept = explain(err)
@@ -301,12 +303,13 @@ def verdict(code: str, label: str, env: dict) -> tuple[str, str]:
     return "pass", ""
 
 
-def run_test(env: dict, label: str, case: Any) -> None:
+def run_test(env: dict, label: str, case: Any, cells: dict[str, str] | None = None) -> None:
     """The body of every otter test case `course otter` writes: run the code held in the test
-    function's docstring; raise TestFailed with the grader's message unless it passes."""
+    function's docstring; raise TestFailed with the grader's message unless it passes. `cells`
+    maps the answers' functions and classes to their cells, to name them as the grader does."""
     func = getattr(case, "test_func", case)
     code = func.__doc__ or ""
-    status, message = verdict(code, label, env)
+    status, message = verdict(code, label, env, cells)
     if status != "pass":
         raise TestFailed(message)
 
