@@ -370,7 +370,9 @@ def test_bad_submission_same_outcome_through_the_zip(built, course, profile, tmp
         code = READS.format(paths=paths)
     assignment = Assignment.load(course, AID)
     expected = grade_notebook(assignment, _bad_nbgrader(code), "bad", strict, hide=hidden_paths(course, [built])).record
-    graded = _grade_zip(built, AID, _bad_otter(built, code), tmp_path, profile=strict, sandbox=None)
+    # the course folders on this machine are hidden as `otter run` from the course root hides them
+    graded = _grade_zip(built, AID, _bad_otter(built, code), tmp_path, profile=strict, sandbox=None,
+                        hide_extra=[str(ROOT), str(built)])
     got = graded.record
     assert (got.status, got.score) == (expected.status, expected.score), (got.reason, got.flags, expected.reason)
     assert {g: c.points for g, c in got.cells.items()} == {g: c.points for g, c in expected.cells.items()}

@@ -23,6 +23,7 @@ import copy
 import dataclasses
 import json
 import linecache
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,21 @@ class CourseResults(GradingResults):
         return gradescope_results(self.record, self.exercises, self.visibility)
 
 
+def _course_roots() -> list[str]:
+    """`otter run` on an instructor's machine: the course folder it was started from (or
+    COURSE_ROOT) holds the solutions and hidden tests, so it is hidden too."""
+    from .config import CourseError, find_root
+
+    roots = []
+    for start in (os.environ.get("PWD"), os.environ.get("COURSE_ROOT")):
+        if start and Path(start).is_dir():
+            try:
+                roots.append(str(find_root(Path(start))))
+            except CourseError:
+                pass
+    return roots
+
+
 class CourseGrader(AbstractOtterPlugin):
     """The otter plugin of the autograder zip (see the module docstring). Its configuration
     in otter_config.json: assignment, bundle (folder under the zip's files/), profile (a
@@ -209,7 +225,8 @@ class CourseGrader(AbstractOtterPlugin):
         aid = self._config("assignment", None)
         self.record = grade_submission(self.submission_path, aid, bundle,
                                        profile=self._config("profile", "cpu"),
-                                       sandbox=self._config("sandbox", "best-effort"))
+                                       sandbox=self._config("sandbox", "best-effort"),
+                                       hide_extra=[*self._config("hide", []), *_course_roots()])
         self.exercises = Assignment.load(load_course(bundle), aid).exercise
         # otter's plain kernel gets nothing of the student's to run
         empty = nbformat.v4.new_notebook()
