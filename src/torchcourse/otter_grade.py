@@ -35,8 +35,9 @@ from otter.test_files.abstract_test import TestFile
 from .config import Profile
 from .grading import MARKS, Graded, Record
 
-OTTER_CELL = re.compile(r"^(# Initialize Otter\s*\n)?\s*import otter\s*\n\s*grader\s*=\s*otter\.Notebook\(.*\)\s*$"
-                        r"|^\s*grader\.check(_all)?\(.*\)\s*$", re.S)
+# otter's own cells in its student notebook: the init cell and the grader.check cells
+OTTER_CELL = re.compile(r"\A(# Initialize Otter[ \t]*\n)?import otter[ \t]*\ngrader = otter\.Notebook\([^\n]*\)\s*\Z"
+                        r"|\Agrader\.check(_all)?\([^\n]*\)\s*\Z")
 
 
 # --- grading a submission --------------------------------------------------------------------
