@@ -55,6 +55,25 @@ def cmd_twin(args) -> int:
 
 
 
+def cmd_otter(args) -> int:
+    import time
+
+    from .otter_assign import otter_all
+
+    course = load_course()
+    ids = _assignments(course, args.assignments)
+    started = time.monotonic()
+    bar, task = progress(len(ids), "otter assign")
+    with bar:
+        zips = otter_all(course, ids, verbose=args.verbose,
+                         on_step=lambda aid: bar.update(task, advance=1, description=aid))
+    for aid, zip_path in zip(ids, zips):
+        print(f"wrote otter/{aid}/student/ and otter/{aid}/autograder/ "
+              f"(Gradescope zip: {zip_path.relative_to(course.root)})")
+    print(f"done in {time.monotonic() - started:.0f} s")
+    return 0
+
+
 def _fmt(x: float) -> str:
     return f"{x:g}"
 
@@ -443,6 +462,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("assignments", nargs="*", metavar="ID", help="assignment ids (default: all)")
     p.add_argument("--from-twin", action="store_true", help="write the .ipynb from the .pct.py")
     p.set_defaults(func=cmd_twin)
+
+    p = sub.add_parser("otter", help="build the otter-grader version and its Gradescope zip (otter assign)",
+                       description="Convert source/<ID>/<ID>.ipynb into otter-grader's assignment format and "
+                                   "run otter assign on it: otter/<ID>/student/ (the notebook students get, "
+                                   "with grader.check on the public tests) and otter/<ID>/autograder/ (the "
+                                   "solution, the tests and the Gradescope zip, which grades every submission "
+                                   "with this course's grader). Needs `course build` first.")
+    p.add_argument("assignments", nargs="*", metavar="ID", help="assignment ids (default: all)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show otter assign's output")
+    p.set_defaults(func=cmd_otter)
 
     p = sub.add_parser("grade", help="grade submissions into autograded/ and the gradebook",
                        description="Grade every submission laid out as DIR/<student>/<ID>/<ID>.ipynb, "
