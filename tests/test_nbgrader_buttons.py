@@ -220,10 +220,11 @@ def test_stock_autograde_gradebook_is_the_graders(two_graders):
 # --- feedback ---------------------------------------------------------------------------------
 
 def hidden_lines(aid: str) -> list[str]:
-    """Every line of a hidden test block that the release does not also show."""
+    """Every line of a hidden test block that the release does not also show (as a line, or
+    inside one of its lines)."""
     source = read_notebook(ROOT / "source" / aid / f"{aid}.ipynb")
     release = read_notebook(ROOT / "release" / aid / f"{aid}.ipynb")
-    visible = {line.strip() for c in release.cells for line in c.source.splitlines()}
+    visible = "\n".join(line.strip() for c in release.cells for line in c.source.splitlines())
     hidden, inside = [], False
     for cell in source.cells:
         for line in cell.source.splitlines():
@@ -231,7 +232,8 @@ def hidden_lines(aid: str) -> list[str]:
                 inside = True
             elif "END HIDDEN TESTS" in line:
                 inside = False
-            elif inside and line.strip() and line.strip() not in visible:
+            elif inside and line.strip() and f"\n{line.strip()}\n" not in f"\n{visible}\n" \
+                    and (len(line.strip()) < 16 or line.strip() not in visible):
                 hidden.append(line.strip())
     return hidden
 
@@ -241,7 +243,8 @@ def leaked(page: Path, hidden: list[str], own: set[str]) -> list[str]:
     student wrote themselves in their submission do not count."""
     text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
     lines = {line.strip() for line in text.splitlines()}
-    return [h for h in hidden if h not in own and (h in lines or (len(h) >= 16 and h in text))]
+    mine = "\n".join(sorted(own))
+    return [h for h in hidden if h not in mine and (h in lines or (len(h) >= 16 and h in text))]
 
 
 @pytest.fixture(scope="module")
