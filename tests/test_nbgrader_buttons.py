@@ -316,3 +316,62 @@ def test_nbgrader_feedback_shows_each_failed_tests_message(feedback_class):
             first = cell["message"].splitlines()[0][:60]
             assert first in page, (aid, first)
         assert not (course_dir / "feedback" / "mistaken" / aid / "grading.json").exists()
+
+
+# --- the classroom's round trip through nbgrader's exchange (no browser) -----------------------
+
+def test_classroom_round_trip_through_the_exchange(tmp_path):
+    """What the buttons of a hub do, as their commands: the instructor releases through a file
+    exchange, two students fetch, fill (one right, one wrong, the wrong one also tampering),
+    submit; the instructor collects, autogrades, generates and releases feedback; each student
+    fetches feedback: their grade, their messages, no hidden test code."""
+    course_dir = copy_course(tmp_path / "course")
+    exchange = tmp_path / "exchange"
+    exchange.mkdir()
+    ex = f"--Exchange.root={exchange}"
+    course_id = load_course(ROOT).course_id
+    course = load_course(ROOT)
+    assignment = Assignment.load(course, AID)
+
+    def ok(args, cwd, student=None):
+        # each student has a home of their own, as on a hub (nbgrader's submission cache lives there)
+        env = {"HOME": str(cwd), "JUPYTER_DATA_DIR": str(cwd / ".local-jupyter")} if student else None
+        result = run(args, cwd=cwd, env=env)
+        assert result.returncode == 0, (args, (result.stdout + result.stderr)[-3000:])
+        return result
+
+    ok(["nbgrader", "generate_assignment", AID, "--force"], course_dir)
+    ok(["nbgrader", "release_assignment", AID, ex], course_dir)
+    wrong = apply(assignment, load_catalogue(course, assignment)[0])
+    wrong.cells.insert(2, nbformat.v4.new_code_cell(
+        "get_ipython().input_transformers_post.append(lambda lines: [])"))  # blanks later cells in a kernel
+    answers = {"ada": read_notebook(ROOT / "solutions" / AID / f"{AID}.ipynb"), "bob": wrong}
+    for student, nb in answers.items():
+        home = tmp_path / student
+        home.mkdir()
+        ok(["nbgrader", "fetch_assignment", AID, "--course", course_id, ex], home, student)
+        fetched = home / AID / f"{AID}.ipynb"
+        assert fetched.is_file() and "BEGIN HIDDEN TESTS" not in fetched.read_text()
+        nbformat.write(nb, str(fetched))
+        ok(["nbgrader", "submit", AID, "--course", course_id, "--student", student, ex], home, student)
+    ok(["nbgrader", "collect", AID, ex], course_dir)
+    ok(["nbgrader", "autograde", AID], course_dir)
+    ok(["nbgrader", "generate_feedback", AID], course_dir)
+    ok(["nbgrader", "release_feedback", AID, ex], course_dir)
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{course_dir}/gradebook.db") as gb:
+        assert gb.find_submission(AID, "ada").score == 22
+        assert gb.find_submission(AID, "bob").score == 19
+    hidden = hidden_lines(AID)
+    for student, nb in answers.items():
+        home = tmp_path / student
+        ok(["nbgrader", "fetch_feedback", AID, "--course", course_id, "--student", student, ex], home, student)
+        pages = list((home / AID / "feedback").glob(f"*/{AID}.html"))
+        assert len(pages) == 1, student
+        own = {line.strip() for c in nb.cells for line in c.source.splitlines()}
+        assert not leaked(pages[0], hidden, own), student
+        record = json.loads((course_dir / "autograded" / student / AID / "grading.json").read_text())
+        text = html.unescape(pages[0].read_text())
+        for cell in record["cells"].values():
+            if cell["status"] != "pass":
+                assert cell["message"].splitlines()[0][:60] in text, (student, cell)

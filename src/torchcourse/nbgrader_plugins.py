@@ -100,17 +100,13 @@ class SandboxedAutograde(NbGraderPreprocessor):
 
     profile = Unicode("", help="Grader profile (graders/<name>.toml); empty: the course's default").tag(config=True)
 
-    _cache: dict = {}
-
     def _setup(self, course, aid: str):
+        # loaded for every notebook, never cached: formgrader's server lives for weeks, and
+        # the instructor may rebuild an assignment or edit a profile in between
         from .assignment import Assignment
         from .config import load_profile
 
-        key = (str(course.root), aid, self.profile)
-        if key not in self._cache:
-            profile = load_profile(course, self.profile or None)
-            self._cache[key] = (Assignment.load(course, aid), profile)
-        return self._cache[key]
+        return Assignment.load(course, aid), load_profile(course, self.profile or None)
 
     def preprocess(self, nb: NotebookNode, resources: ResourcesDict):
         from nbgrader.coursedir import CourseDirectory
@@ -128,15 +124,20 @@ class SandboxedAutograde(NbGraderPreprocessor):
         coursedir.root = str(course.root)
         path = Path(coursedir.format_path(coursedir.submitted_directory, student, aid)) / f"{aid}.ipynb"
         extra = [Path(coursedir.format_path(coursedir.submitted_directory, ".", ".")).resolve()]
-        exchange = self.config.get("Exchange", {}).get("root") or self.config.get("CourseDirectory", {}).get("exchange_root")
-        if exchange:
-            extra.append(Path(exchange))
+        # nbgrader's exchange holds every student's submissions and feedback: hidden too
+        exchange = Path(self.config.get("Exchange", {}).get("root") or "/srv/nbgrader/exchange")
+        if exchange.is_dir():
+            extra.append(exchange.resolve())
         try:
             raw = read_submission(path, profile.max_notebook_mb)
         except OSError as err:
             graded = Graded(unrun(assignment, student, "invalid", f"the notebook cannot be graded: {err}"), None)
         else:
-            graded = grade_notebook(assignment, raw, student, profile, hide=hidden_paths(course, extra))
+            try:
+                graded = grade_notebook(assignment, raw, student, profile, hide=hidden_paths(course, extra))
+            except Exception as err:  # noqa: BLE001  (a grader bug: recorded, as in course grade)
+                graded = Graded(unrun(assignment, student, "error",
+                                      f"internal grader error: {type(err).__name__}: {err}"), None)
         gradebook = Gradebook(course)
         try:
             record = _store(graded, Submission(student, path), assignment, gradebook, course.root)
