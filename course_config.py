@@ -34,7 +34,7 @@ c.ClearSolutions.code_stub = {
     "python": '# YOUR CODE HERE\nraise NotImplementedError("Replace this line with your answer.")'
 }
 # Text twins of the source notebooks (jupytext percent format, for review) stay out of release/.
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.pct.py"]
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.pct.py", "grading.json"]
 # Solutions are written without executing them, so that a rebuild is byte-for-byte identical.
 c.GenerateSolution.preprocessors = [
     "nbgrader.preprocessors.IncludeHeaderFooter",
@@ -44,19 +44,29 @@ c.GenerateSolution.preprocessors = [
     "nbgrader.preprocessors.ClearHiddenTests",
 ]
 
-# --- stock `nbgrader autograde` (course grade uses its own executor; see README) ------------
-c.Execute.timeout = 120  # seconds per cell
-# Stock nbgrader zeroes a passing test cell that printed anything to stderr (a warning, a
-# progress bar). This preprocessor, placed before SaveAutoGrades, drops stderr from test cells.
+# --- stock `nbgrader autograde` and `generate_feedback` (command line and formgrader) -------
+# Both go through the course's grader, so that formgrader's buttons are as safe as `course`
+# (see torchcourse/nbgrader_plugins.py and the README's section for instructors on a hub).
+# Autograde: nbgrader reads every file (a broken one as an empty notebook), then
+# SandboxedAutograde grades the submitted bytes in the sandboxed executor and stores the
+# results exactly as `course grade` does. nbgrader's Execute is in neither list: no student code
+# ever runs in nbgrader's process or in a Jupyter kernel.
+c.Autograde.exporter_class = "torchcourse.nbgrader_plugins.TolerantNotebookExporter"
+c.Autograde.sanitize_preprocessors = ["torchcourse.nbgrader_plugins.SandboxedAutograde"]
 c.Autograde.autograde_preprocessors = [
-    "nbgrader.preprocessors.Execute",
-    "torchcourse.nbgrader_plugins.DropStderrFromTests",
-    "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
-    "nbgrader.preprocessors.SaveAutoGrades",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
-# Deleted test cells come back from the gradebook instead of silently scoring nothing.
+# The grader profile stock autograde uses (graders/<name>.toml); empty: c.Course.default_profile.
+c.SandboxedAutograde.profile = ""
+# Feedback: test cells show only what the release showed, plus the verdict and its message.
+c.GenerateFeedback.preprocessors = [
+    "torchcourse.nbgrader_plugins.FeedbackWithoutHiddenTests",
+    "nbgrader.preprocessors.GetGrades",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
+# Deleted test cells come back from the gradebook (only for courses that re-enable nbgrader's own
+# sanitizing; the grader restores them from source/ whatever this says).
 c.OverwriteCells.add_missing_cells = True

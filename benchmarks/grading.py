@@ -4,8 +4,9 @@ For each assignment (default: the lightest and the heaviest, by solution run tim
 N submissions (default 20: full solutions, catalogued mistakes, partly done notebooks and
 untouched releases), then times in one run:
 
-  nbgrader   stock `nbgrader autograde` of the same course, as shipped (one kernel per
-             notebook, one notebook at a time)
+  nbgrader   stock `nbgrader autograde` of the same course with nbgrader's own execution
+             (one kernel per notebook, one notebook at a time): STOCK_EXECUTION below undoes
+             course_config.py's routing of autograde through the course's grader
   course     `course grade` with its default settings
   bare       the same notebooks executed with nbclient, one after another, no grading
 
@@ -102,6 +103,20 @@ def course_copy(tmp: Path) -> Path:
     return root
 
 
+# nbgrader's own Autograde pipeline (its defaults, plus the stderr fix), for comparison only:
+# course_config.py sends stock autograde through the sandboxed grader instead.
+STOCK_EXECUTION = [
+    "--Autograde.exporter_class=nbconvert.exporters.NotebookExporter",
+    *(f"--Autograde.sanitize_preprocessors=nbgrader.preprocessors.{p}"
+      for p in ("ClearOutput", "DeduplicateIds", "OverwriteKernelspec", "OverwriteCells", "CheckCellMetadata")),
+    *(f"--Autograde.autograde_preprocessors={p}" for p in (
+        "nbgrader.preprocessors.Execute", "torchcourse.nbgrader_plugins.DropStderrFromTests",
+        "nbgrader.preprocessors.IgnorePattern", "nbconvert.preprocessors.ClearMetadataPreprocessor",
+        "nbgrader.preprocessors.LimitOutput", "nbgrader.preprocessors.SaveAutoGrades",
+        "nbgrader.preprocessors.AssignLatePenalties", "nbgrader.preprocessors.CheckCellMetadata")),
+]
+
+
 def run_nbgrader(root: Path, aid: str) -> tuple[float, dict[str, float]]:
     # nbgrader skips a submission that already has an autograded/ folder: start clean
     shutil.rmtree(root / "autograded", ignore_errors=True)
@@ -110,7 +125,7 @@ def run_nbgrader(root: Path, aid: str) -> tuple[float, dict[str, float]]:
     if r.returncode:
         raise SystemExit(f"nbgrader generate_assignment failed:\n{r.stderr[-2000:]}")
     started = time.perf_counter()
-    r = subprocess.run([str(BIN / "nbgrader"), "autograde", aid], cwd=root, env=env(),
+    r = subprocess.run([str(BIN / "nbgrader"), "autograde", aid, *STOCK_EXECUTION], cwd=root, env=env(),
                        capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if r.returncode:
