@@ -761,6 +761,12 @@ with checks.seeded(2):
     _yv = torch.randint(0, 10, (70,), device=checks.DEVICE)
 _spy = _SpyTransform()
 _train_loader, _val_loader = make_loaders(_xt, _yt, _xv, _yv, _spy, batch_size=32, seed=5)
+checks.expect(len(_spy.shapes) == 0,
+              f"make_loaders called the transform while building the loaders, on inputs of shape "
+              f"{sorted(set(_spy.shapes))}: the images were transformed once, up front. That is one fixed "
+              "distortion, the same at every epoch, not a fresh variation; and on a batch or the whole tensor a v2 "
+              "transform draws one set of random parameters for all of it. Apply it per image, in the Dataset's "
+              "__getitem__, as each image is fetched.")
 _images, _labels = [], []
 for _xb, _yb in _val_loader:
     _images.append(_xb)
@@ -867,8 +873,10 @@ with checks.seeded(0):
     _loader = DataLoader(ImageDataset(x_train[:128], y_train[:128]), batch_size=32)
     _history = train_cnn(_model, _loader, 2)
 checks.expect(type(_history) is list and len(_history) == 2 and all(type(_v) is float for _v in _history),
-              f"`train_cnn(model, loader, 2)` should return a list of 2 floats, one mean loss per epoch; it returned "
-              f"{checks.describe(_history)}.")
+              f"`train_cnn(model, loader, 2)` should return a list of 2 Python floats, one mean loss per epoch; it "
+              f"returned {checks.describe(_history)}" + (", holding tensors" if type(_history) is list and any(
+                  isinstance(_v, torch.Tensor) for _v in _history) else "") + ". Add up loss.item() (a number "
+              "that no longer holds on to the graph), not the loss tensor.")
 print("epoch losses:", [round(_v, 3) for _v in _history])
 
 # %% role="test" grade_id="test-train-cnn-loop" points=2
