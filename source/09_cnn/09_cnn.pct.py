@@ -39,6 +39,7 @@ from torchcourse import checks
 torch.manual_seed(0)
 print("PyTorch", torch.__version__, "| tests run on", checks.DEVICE)
 
+
 # %% [markdown] role="prose" grade_id="md-shapes"
 # ## 1 · How big is the output?
 #
@@ -140,6 +141,7 @@ _m = pool_output_size(10, 2)
 checks.expect(type(_m) is int,
               f"`pool_output_size` should return a Python int, but it returned {checks.describe(_m)}.")
 print(f"conv_output_size(10, 3) = {_n}, pool_output_size(10, 2) = {_m}")
+
 
 # %% role="test" grade_id="test-conv-size" points=3
 # Hidden tests compare conv_output_size with nn.Conv2d (on the meta device) for many sizes,
@@ -375,6 +377,7 @@ _r = receptive_field([(3, 1, 1)])
 checks.expect(type(_r) is int, f"`receptive_field` should return an int, but it returned {checks.describe(_r)}.")
 checks.expect(_r == 3, f"receptive_field([(3, 1, 1)]) is {_r}: one 3-wide kernel sees 3 input pixels.")
 print("receptive_field([(3, 1, 1)]) =", _r)
+
 
 # %% role="test" grade_id="test-receptive-field" points=3
 # Hidden tests measure the receptive field of stacks of 1-D convolutions with autograd (the
