@@ -545,9 +545,11 @@ for _in_shape, _classes in [((1, 8, 8), 10), ((1, 12, 12), 10), ((3, 16, 16), 4)
         except RuntimeError as _err:
             checks.expect(False,
                           f"DigitsCNN(in_shape={_in_shape}, n_classes={_classes}) fails on a batch of {_n} "
-                          f"images: {_err}. The head's in_features must be computed from in_shape (channels x "
-                          "height x width after the features), not written as a constant, and every layer "
-                          "must follow in_shape's channel count (see Hint 2).")
+                          f"images: {_err}. Three things must adapt to in_shape and to the batch: the head's "
+                          "in_features must be computed from in_shape (channels x height x width after the "
+                          "features), not written as a constant (Hint 2); the first layer must follow in_shape's "
+                          "channel count; and the flattening must keep the batch dimension, even for a single "
+                          "image (Hint 3).")
         checks.expect_tensor(_out, f"The output of DigitsCNN(in_shape={_in_shape}, n_classes={_classes}) for a "
                                    f"batch of {_n}", shape=(_n, _classes), dtype=torch.float32,
                              why="Flatten each image separately and keep the batch dimension: nn.Flatten() does, "
