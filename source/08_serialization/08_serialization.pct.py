@@ -1671,4 +1671,4 @@ finally:
 # - Reproducibility needs every generator seeded and, on GPUs, deterministic algorithms.
 #
 # This closes the core track: you can build, train, evaluate and now keep a model. The
-# advanced track starts with **09 · Convolutional networks**.
+# advanced track starts with **[09 · Convolutional networks](../09_cnn/09_cnn.ipynb)**.
