@@ -19,6 +19,7 @@ c.Course.assignments = {
     "06_data": 32,
     "07_evaluation": 36,
     "08_serialization": 35,
+    "10_sequences": 28,
 }
 
 # The grader profile used when `course grade` is not given --profile (see graders/).
