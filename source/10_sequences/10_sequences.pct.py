@@ -831,8 +831,10 @@ checks.expect(torch.equal(_state, torch.get_rng_state()),
 # </details>
 
 # %% role="locked" grade_id="zen-data"
+import importlib  # noqa: E402
+
 with contextlib.redirect_stdout(io.StringIO()):  # importing `this` prints the Zen: keep it quiet
-    import this as _this_module
+    _this_module = importlib.import_module("this")
 
 zen = codecs.decode(_this_module.s, "rot13")
 vocab = sorted(set(zen))
