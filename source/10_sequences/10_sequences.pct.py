@@ -285,12 +285,27 @@ print("last_valid_step:", _got.flatten().tolist())
 with checks.seeded(2):
     _out = torch.randn(5, 6, 3, device=checks.DEVICE)
 _lengths = torch.tensor([2, 6, 1, 4, 6])
-_got = last_valid_step(_out, _lengths)
+try:
+    _got = last_valid_step(_out, _lengths)
+except IndexError as _err:
+    checks.expect(False, f"last_valid_step indexed out of range ({str(_err)[:80]}). The lengths give positions "
+                         "along the time dimension (dim 1 of a batch-first output), the row numbers along the batch "
+                         "dimension, and steps are numbered from 0 (Hint 1).")
 checks.expect_tensor(_got, "last_valid_step for a batch of 5, T=6, H=3", shape=(5, 3),
                      why="Return one H-vector per sequence: index the batch and time dimensions together.")
+_device_why = ("Keep the result on output's device: move the index tensors there, not output to the CPU (the "
+               "test used the 'meta' device, which has shapes but no data).")
 checks.expect(_got.device.type == _out.device.type,
-              f"last_valid_step returned a tensor on {_got.device}, but output is on {_out.device}. Keep the "
-              "result on output's device: move the index tensors there, not output to the CPU.")
+              f"last_valid_step returned a tensor on {_got.device}, but output is on {_out.device}. " + _device_why)
+try:
+    _meta_got = last_valid_step(torch.empty(5, 6, 3, device="meta"), _lengths)
+except (RuntimeError, NotImplementedError) as _err:
+    if isinstance(_err, NotImplementedError) and "Replace this line" in str(_err):
+        raise
+    checks.expect(False, f"last_valid_step failed for an output on another device ({type(_err).__name__}: "
+                         f"{str(_err)[:120]}). " + _device_why)
+checks.expect_tensor(_meta_got, "last_valid_step for an output on the meta device", shape=(5, 3), device="meta",
+                     why=_device_why)
 _want = torch.stack([_out[_i, _n - 1] for _i, _n in enumerate(_lengths.tolist())])
 checks.expect_close(_got, _want, "last_valid_step", rtol=0, atol=0,
                     why="For sequence i the last real step is lengths[i] - 1 along the time dimension (dim 1 of a "
@@ -497,8 +512,9 @@ checks.expect_close(_changed[_same, :7], _whole[_same, :7],
                     why="Changing one sequence, or the later steps of all of them, moved the logits of other "
                         "sequences or of earlier steps. The GRU is reading the batch dimension as time: build it "
                         "for the layout the embedding gives it (Hint 1).")
-checks.expect(not torch.allclose(_whole.detach().exp().sum(-1), torch.ones(4, 10, device=checks.DEVICE),
-                                 atol=1e-3),
+checks.expect_tensor(_whole, "CharModel(13)'s logits for a batch (4, 10)", shape=(4, 10, 13),
+                     why="Map every step's state to vocab_size logits with the final linear layer.")
+checks.expect(not torch.allclose(_whole.detach().sum(-1), torch.ones(4, 10, device=checks.DEVICE), atol=1e-3),
               "CharModel's outputs are probabilities (each row sums to 1): the model ends with a softmax. Return "
               "logits: cross_entropy applies log_softmax itself.")
 _first, _state = _m(_x[:, :4])
@@ -637,6 +653,11 @@ def _call_train_chunks(*args, **kwargs):
                                  "through the graph a second time': the state passed into that chunk still "
                                  "carries the previous chunk's graph. Detach the hidden state between chunks, "
                                  "before the forward pass.")
+        if "inplace operation" in _text:
+            checks.expect(False, "train_chunks failed in a backward pass that ran back into the previous chunk "
+                                 "('modified by an inplace operation'): gradients flow back across the chunk border, "
+                                 "through weights the optimiser has changed since. Backpropagation through time must "
+                                 "be truncated: detach the hidden state between chunks instead of keeping graphs.")
         if "does not require grad" in _text:
             checks.expect(False, "train_chunks' loss has no graph to backpropagate through ('does not require "
                                  "grad'): something cut the loss from the weights. Detach the state carried "
@@ -650,7 +671,8 @@ with checks.seeded(6):
 _ref = _copy.deepcopy(_inner)
 _spy = _Spy(_inner)
 _opt = torch.optim.SGD(_inner.parameters(), lr=0.5)
-_losses, _state = _call_train_chunks(_spy, _opt, _data, 4)
+with checks.TrainingSpy(_inner, _opt) as _tspy:
+    _losses, _state = _call_train_chunks(_spy, _opt, _data, 4)
 checks.expect(len(_spy.calls) == 4,
               f"train_chunks called the model {len(_spy.calls)} times on streams of 17 characters with chunk_len=4; "
               "expected 4 chunks (16 targets, 4 per chunk). Step s runs from 0 in strides of chunk_len while s < "
@@ -670,6 +692,7 @@ for _i in range(1, len(_spy.calls)):
                   "step grows). Detach the hidden state between chunks.")
     checks.expect_close(_got_state, _prev_out.detach(), f"The state passed into chunk {_i + 1}", rtol=0, atol=0,
                         why="Carry the previous chunk's final state: the same numbers, detached from their graph.")
+_tspy.check_loop(steps=4, name="`train_chunks`")
 _ref_opt = torch.optim.SGD(_ref.parameters(), lr=0.5)
 _ref_losses, _ref_state = [], None
 for _s in range(0, 16, 4):
@@ -764,7 +787,12 @@ def _freqs(temperature, seed=0):
 
 with checks.seeded(7):
     _l0 = torch.randn(6, 9, device=checks.DEVICE)
-_ids0 = sample(_l0, 0, torch.Generator(device=checks.DEVICE).manual_seed(0))
+try:
+    _ids0 = sample(_l0, 0, torch.Generator(device=checks.DEVICE).manual_seed(0))
+except (RuntimeError, ZeroDivisionError) as _err:
+    checks.expect(False, f"sample() failed at temperature 0 ({type(_err).__name__}: {str(_err)[:120]}). Temperature "
+                         "0 is the limit of sharper and sharper distributions: treat it as argmax over the "
+                         "vocabulary rather than dividing by 0.")
 checks.expect_tensor(_ids0, "sample() at temperature 0", shape=(6,), dtype=torch.int64)
 checks.expect(torch.equal(_ids0.cpu(), _l0.argmax(-1).cpu()),
               "At temperature 0, sample() did not return the most likely character of each row. Temperature 0 is "
