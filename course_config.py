@@ -20,6 +20,7 @@ c.Course.assignments = {
     "07_evaluation": 36,
     "08_serialization": 35,
     "09_cnn": 30,
+    "10_sequences": 28,
 }
 
 # The grader profile used when `course grade` is not given --profile (see graders/).
