@@ -912,7 +912,9 @@ def render_table(kinds: list[Kind], records: dict) -> str:
         r = records[f"bad-{i:02d}"]
         kept = " (earlier tests keep their points)" if kind.kept else ""
         says = kind.says.replace("|", "\\|") if kind.says else "-"
-        lines.append(f"| {kind.name} | {kind.does.replace('|', '/')} | {r.status}, {r.score:g}/{r.max_score:g}{kept} | {says} |")
+        outcome = (f"{kind.status}, below {PARTIAL:g}/{r.max_score:g}" if " or " in kind.status  # a race decides
+                   else f"{r.status}, {r.score:g}/{r.max_score:g}{kept}")
+        lines.append(f"| {kind.name} | {kind.does.replace('|', '/')} | {outcome} | {says} |")
     return "\n".join(lines)
 
 
