@@ -15,8 +15,6 @@ import html
 import json
 import re
 import shutil
-import socket
-import threading
 from pathlib import Path
 
 import nbformat
@@ -61,22 +59,6 @@ hide = [{str(ROOT)!r}]
 """
 
 
-def _serve_loopback():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(5)
-
-    def accept():
-        try:
-            while True:
-                server.accept()[0].close()
-        except OSError:
-            pass
-
-    threading.Thread(target=accept, daemon=True).start()
-    return server
-
-
 def _course_with_submissions(dest: Path, made: dict[str, object], prepare: dict) -> Path:
     course = copy_course(dest)
     (course / "graders" / "strict.toml").write_text(STRICT)
@@ -115,7 +97,7 @@ def two_graders(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("buttons")
     kinds = {k.name: k for k in bad.KINDS}
-    server = _serve_loopback()
+    server = bad._serve_loopback()
     course = load_course(ROOT)
     assignment = Assignment.load(course, AID)
     made, prepare, expected = {}, {}, {}
