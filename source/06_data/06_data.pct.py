@@ -724,9 +724,10 @@ with tempfile.TemporaryDirectory() as _tmp:
 #   whatever it returns.
 #
 # Padding adds values that were never measured. The model must be able to ignore them: a mask
-# for an average, `pack_padded_sequence` for a recurrent network (in 10 · Sequences). Both need
-# each sequence's **true length**, and after padding it is gone for good: a padding `0.0` and a
-# measured `0.0` look the same. So the collate function returns the true lengths next to the
+# for an average, `pack_padded_sequence` for a recurrent network (in
+# [10 · Sequences](../10_sequences/10_sequences.ipynb)). Both need each sequence's **true
+# length**, and after padding it is gone for good: a padding `0.0` and a measured `0.0` look the
+# same. So the collate function returns the true lengths next to the
 # padded batch.
 
 # %% role="locked" grade_id="collate-broken"

@@ -954,5 +954,5 @@ print(f"validation accuracy {_acc:.1%}")
 # - Augment per image, with changes that keep the label, on training data only; put the
 #   model in `train()` mode in the training loop.
 #
-# Next, in **10 · Sequences**, the data gets a time axis: recurrent networks read it one
-# step at a time.
+# Next, in **[10 · Sequences](../10_sequences/10_sequences.ipynb)**, the data gets a time axis:
+# recurrent networks read it one step at a time.
