@@ -146,6 +146,11 @@ def assignments_tab(page) -> None:
     page.locator("#jp-main-dock-panel .lm-TabBar-tab", has_text="Assignments").click()
 
 
+def notebooks(page):
+    """The expanded entry of the fetched assignment: its notebook, with Validate."""
+    return page.locator(f"#nbgrader-{COURSE_ID}-{AID}")
+
+
 def listed(page, name: str):
     """The rows of one list of the Assignments panel, once it has loaded."""
     page.locator(f"#{name}_assignments_list_loading").wait_for(state="hidden")
@@ -220,21 +225,17 @@ def test_a_week_on_jupyterhub(chromium, hub, shots):
     assert (hub.exchange / COURSE_ID / "outbound" / AID / f"{AID}.ipynb").is_file()
     t = lap("generate and release", t)
 
-    # 3. Each student: fetch, fill in, save, validate, submit.
+    # 3. Each student: fetch, fill in, save; then validate (both at once, on their own servers), submit.
     filled = answers()
-    validation = {}
     for n, student in enumerate(STUDENTS):
         page = pages[student]
-        step = 3 + 4 * n
         open_assignments_panel(page)
         rows = listed(page, "released")
         rows.first.locator(".item_name", has_text=AID).wait_for()
-        snap(page, f"{step:02d}-{student}-released.png")
+        snap(page, f"{3 + 2 * n:02d}-{student}-released.png")
         rows.first.locator(".item_status button", has_text="Fetch").click()
-        fetched = listed(page, "fetched")
-        fetched.first.locator("a.assignment-notebooks-link").click()
-        box = page.locator(f"#nbgrader-{COURSE_ID}-{AID}")
-        box.locator(".list_item .item_name a", has_text=AID).click()  # opens the notebook
+        listed(page, "fetched").first.locator("a.assignment-notebooks-link").click()
+        notebooks(page).locator(".list_item .item_name a", has_text=AID).click()  # opens the notebook
         page.wait_for_function(JS_READY, timeout=SPAWN_S * 1000)
         type_answer(page, "predictions", TYPED[student])
         for gid, source in filled[student].items():
@@ -244,20 +245,23 @@ def test_a_week_on_jupyterhub(chromium, hub, shots):
         assert all(typed[g]["source"] == s for g, s in filled[student].items() if g != "predictions")
         page.keyboard.press("Control+s")
         page.wait_for_function(JS_SAVED)
-        snap(page, f"{step + 1:02d}-{student}-answers-filled.png", gid="predictions")
+        snap(page, f"{4 + 2 * n:02d}-{student}-answers-filled.png", gid="predictions")
         on_disk = json.loads((hub.home(student) / AID / f"{AID}.ipynb").read_text())
         assert TYPED[student] in ["".join(c["source"]) for c in on_disk["cells"]]
-
-        assignments_tab(page)
-        box.locator(".item_status button", has_text="Validate").click()
+    for student in STUDENTS:
+        assignments_tab(pages[student])
+        notebooks(pages[student]).locator(".item_status button", has_text="Validate").click()
+    validation = {}
+    for n, student in enumerate(STUDENTS):
+        page = pages[student]
         dialog = page.locator(".jp-Dialog #validation-message")
         dialog.wait_for(state="visible", timeout=VALIDATE_S * 1000)
         validation[student] = dialog.inner_text()
-        snap(page, f"{step + 2:02d}-{student}-validated.png")
+        snap(page, f"{7 + 2 * n:02d}-{student}-validated.png")
         page.locator(".jp-Dialog .jp-Dialog-button").last.click()
         listed(page, "fetched").first.locator(".item_status button", has_text="Submit").click()
         listed(page, "submitted").first.locator(".item_status button", has_text="Fetch Feedback").wait_for()
-        snap(page, f"{step + 3:02d}-{student}-submitted.png")
+        snap(page, f"{8 + 2 * n:02d}-{student}-submitted.png")
     # Validation runs the visible tests only: both pass them (bob's mistake is for a hidden test).
     for student, message in validation.items():
         assert "Success! Your notebook passes all the tests." in message, (student, message[:2000])
@@ -346,6 +350,11 @@ def test_a_week_on_jupyterhub(chromium, hub, shots):
             first = cell["message"].splitlines()[0][:60]
             assert first in text and first in visible, (student, first)
         assert bool(failed) == (student == "bob")
+        score = graded[student]["score"]
+        assert f"{AID} (Score: {float(score)} / 22.0)" in visible, (student, visible[:300])
+        shown_text = folder / f"{student}-feedback-as-shown.txt"  # what the browser showed, same check
+        shown_text.write_text(visible)
+        assert not leaked(shown_text, hidden, own), student
     TIMES["whole test"] = time.monotonic() - started
 
 
