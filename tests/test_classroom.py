@@ -378,7 +378,7 @@ def _course_grade_in_background(hub, collected: dict[str, Path]) -> concurrent.f
             dest.parent.mkdir(parents=True)
             shutil.copy2(notebook, dest)
         for args in (["course", "build", AID], ["course", "grade", AID]):
-            done = run(args, cwd=course)
+            done = run(args, cwd=course, timeout=BUTTON_S)
             assert done.returncode == 0, (args, (done.stdout + done.stderr)[-3000:])
         return {s: _record(course, s) for s in collected}
 
