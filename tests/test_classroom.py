@@ -189,8 +189,12 @@ def test_a_week_on_jupyterhub(chromium, hub, shots):
     started = time.monotonic()
     folder = shots
 
+    taken = []
+
     def snap(page, name: str, **kw) -> None:
-        shot(page, folder, name, copy=SHOTS_COPY, **kw)
+        """Numbered in the order taken: the story of the week, step by step."""
+        taken.append(name)
+        shot(page, folder, f"{len(taken):02d}-{name}", copy=SHOTS_COPY, **kw)
 
     def lap(what: str, since: float) -> float:
         now = time.monotonic()
@@ -208,7 +212,7 @@ def test_a_week_on_jupyterhub(chromium, hub, shots):
             pytest.fail(f"{user}'s JupyterLab did not come up:\n{hub.log_tail()}")
     t = lap("log in, three servers", started)
     teacher = pages[INSTRUCTOR]
-    snap(teacher, "01-instructor-lab.png")
+    snap(teacher, "instructor-lab.png")
     # Students have no formgrader (turned off for them, as docs/classroom.md says).
     assert pages["ada"].request.get(f"{hub.url}/user/ada/formgrader/manage_assignments").status == 404
 
@@ -221,18 +225,18 @@ def test_a_week_on_jupyterhub(chromium, hub, shots):
     assert f"Successfully released '{AID}'" in formgrader_modal(teacher, BUTTON_S)
     close_modal(teacher)
     teacher.locator(f'#main-table tr:has(td.name[data-order="{AID}"]) td.status', has_text="released").wait_for()
-    snap(teacher, "02-formgrader-released.png")
+    snap(teacher, "formgrader-released.png")
     assert (hub.exchange / COURSE_ID / "outbound" / AID / f"{AID}.ipynb").is_file()
     t = lap("generate and release", t)
 
     # 3. Each student: fetch, fill in, save; then validate (both at once, on their own servers), submit.
     filled = answers()
-    for n, student in enumerate(STUDENTS):
+    for student in STUDENTS:
         page = pages[student]
         open_assignments_panel(page)
         rows = listed(page, "released")
         rows.first.locator(".item_name", has_text=AID).wait_for()
-        snap(page, f"{3 + 2 * n:02d}-{student}-released.png")
+        snap(page, f"{student}-released.png")
         rows.first.locator(".item_status button", has_text="Fetch").click()
         listed(page, "fetched").first.locator("a.assignment-notebooks-link").click()
         notebooks(page).locator(".list_item .item_name a", has_text=AID).click()  # opens the notebook
@@ -245,23 +249,23 @@ def test_a_week_on_jupyterhub(chromium, hub, shots):
         assert all(typed[g]["source"] == s for g, s in filled[student].items() if g != "predictions")
         page.keyboard.press("Control+s")
         page.wait_for_function(JS_SAVED)
-        snap(page, f"{4 + 2 * n:02d}-{student}-answers-filled.png", gid="predictions")
+        snap(page, f"{student}-answers-filled.png", gid="predictions")
         on_disk = json.loads((hub.home(student) / AID / f"{AID}.ipynb").read_text())
         assert TYPED[student] in ["".join(c["source"]) for c in on_disk["cells"]]
     for student in STUDENTS:
         assignments_tab(pages[student])
         notebooks(pages[student]).locator(".item_status button", has_text="Validate").click()
     validation = {}
-    for n, student in enumerate(STUDENTS):
+    for student in STUDENTS:
         page = pages[student]
         dialog = page.locator(".jp-Dialog #validation-message")
         dialog.wait_for(state="visible", timeout=VALIDATE_S * 1000)
         validation[student] = dialog.inner_text()
-        snap(page, f"{7 + 2 * n:02d}-{student}-validated.png")
+        snap(page, f"{student}-validated.png")
         page.locator(".jp-Dialog .jp-Dialog-button").last.click()
         listed(page, "fetched").first.locator(".item_status button", has_text="Submit").click()
         listed(page, "submitted").first.locator(".item_status button", has_text="Fetch Feedback").wait_for()
-        snap(page, f"{8 + 2 * n:02d}-{student}-submitted.png")
+        snap(page, f"{student}-submitted.png")
     # Validation runs the visible tests only: both pass them (bob's mistake is for a hidden test).
     for student, message in validation.items():
         assert "Success! Your notebook passes all the tests." in message, (student, message[:2000])
@@ -279,17 +283,23 @@ def test_a_week_on_jupyterhub(chromium, hub, shots):
     teacher.wait_for_url(re.compile(rf"/formgrader/manage_submissions/{AID}"))
     for student in STUDENTS:
         submission_row(teacher, student).locator("td.status", has_text="needs autograding").wait_for()
-    snap(teacher, "11-formgrader-collected.png")
+    snap(teacher, "formgrader-collected.png")
     for student in STUDENTS:
         submission_row(teacher, student).locator("td.autograde a").click()
-        assert f"Successfully autograded '{AID}' for student '{student}'" in formgrader_modal(teacher, BUTTON_S)
+        log = formgrader_modal(teacher, BUTTON_S)
+        assert f"Successfully autograded '{AID}' for student '{student}'" in log
+        # the course's SandboxedAutograde graded it (its log line, in formgrader's dialog)
+        assert re.search(rf"{AID} {student}: graded, \d+/22", log), log[-2000:]
+        assert "Applying preprocessor: SandboxedAutograde" in log
+        assert "Applying preprocessor: Execute" not in log  # nbgrader's own kernel never ran
+        snap(teacher, f"formgrader-autograded-{student}.png")
         close_modal(teacher)
     shown = {}
     for student in STUDENTS:
         row = submission_row(teacher, student)
         row.locator("td.status", has_text="graded").wait_for()
         shown[student] = row.locator("td.score").inner_text().strip()
-    snap(teacher, "12-formgrader-grades.png")
+    snap(teacher, "formgrader-grades.png")
     t = lap("collect and autograde", t)
 
     # 5. Formgrader: generate and release feedback.
@@ -300,30 +310,29 @@ def test_a_week_on_jupyterhub(chromium, hub, shots):
     assignment_button(teacher, "release-feedback").click()
     assert "Successfully released feedback" in formgrader_modal(teacher, BUTTON_S)
     close_modal(teacher)
-    snap(teacher, "13-formgrader-feedback-released.png")
+    snap(teacher, "formgrader-feedback-released.png")
     t = lap("generate and release feedback", t)
 
     # 6. Each student fetches feedback and opens the page.
     seen = {}
-    for n, student in enumerate(STUDENTS):
+    for student in STUDENTS:
         page = pages[student]
-        step = 14 + 2 * n
         assignments_tab(page)
         page.locator("#refresh_assignments_list").click()
         listed(page, "submitted").first.locator(".item_status button", has_text="Fetch Feedback").click()
         view = page.locator("#submitted_assignments_list a", has_text="(view feedback)")
         view.first.wait_for(timeout=BUTTON_S * 1000)
         view.first.click()  # the file browser goes to the feedback folder
-        snap(page, f"{step:02d}-{student}-feedback-fetched.png")
+        snap(page, f"{student}-feedback-fetched.png")
         (fetched_page,) = (hub.home(student) / AID / "feedback").glob(f"*/{AID}.html")
         relative = fetched_page.relative_to(hub.home(student)).as_posix()
         viewer = people[student].new_page()
         viewer.goto(f"{hub.url}/user/{student}/files/{relative}")
         seen[student] = (fetched_page, viewer.locator("body").inner_text())
-        failing = _record(hub.course, student)["cells"].get("test-predictions", {})
-        if failing.get("status") != "pass" and failing:
-            viewer.get_by_text(failing["message"].splitlines()[0][:60]).first.scroll_into_view_if_needed()
-        snap(viewer, f"{step + 1:02d}-{student}-feedback-page.png")
+        verdict = _record(hub.course, student)["cells"]["test-predictions"]
+        if verdict["status"] != "pass":  # bob's: scroll to the message he gets
+            viewer.get_by_text(verdict["message"].splitlines()[0][:60]).first.scroll_into_view_if_needed()
+        snap(viewer, f"{student}-feedback-page.png")
     t = lap("students fetch feedback", t)
 
     # --- what it proves -------------------------------------------------------------------------
