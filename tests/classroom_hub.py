@@ -179,7 +179,7 @@ def _stop(proc: subprocess.Popen, tracked: _Descendants) -> None:
 def running_hub(base: Path, instructor: str, students: list[str]):
     """A started hub (see the module's docstring); skips the test when the hub cannot start."""
     if not PROXY.exists():
-        pytest.skip(f"JupyterHub's proxy is not installed ({PROXY.relative_to(ROOT)}): scripts/setup-env "
+        pytest.skip(f"JupyterHub's proxy is not installed ({PROXY}): scripts/setup-env "
                     "installs it with npm, which it reported missing or failing")
     state, homes, exchange = base / "state", base / "homes", base / "exchange"
     for folder in (state, homes, exchange):
