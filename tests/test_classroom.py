@@ -160,7 +160,8 @@ def listed(page, name: str):
 # --- formgrader --------------------------------------------------------------------------------
 
 def formgrader_modal(page, timeout_s: float) -> str:
-    """Wait for formgrader's success or error dialog, close it, return its text."""
+    """Wait for formgrader's success dialog and return its text (the command's log included);
+    fail with the text of an error dialog."""
     modal = page.locator("#success-modal, #error-modal")
     modal.wait_for(state="visible", timeout=timeout_s * 1000)
     text = modal.inner_text()
@@ -187,9 +188,7 @@ def submission_row(page, student: str):
 
 def test_a_week_on_jupyterhub(chromium, hub, shots):
     started = time.monotonic()
-    folder = shots
-
-    taken = []
+    folder, taken = shots, []
 
     def snap(page, name: str, **kw) -> None:
         """Numbered in the order taken: the story of the week, step by step."""
@@ -226,7 +225,8 @@ def test_a_week_on_jupyterhub(chromium, hub, shots):
     close_modal(teacher)
     teacher.locator(f'#main-table tr:has(td.name[data-order="{AID}"]) td.status', has_text="released").wait_for()
     snap(teacher, "formgrader-released.png")
-    assert (hub.exchange / COURSE_ID / "outbound" / AID / f"{AID}.ipynb").is_file()
+    released = (hub.exchange / COURSE_ID / "outbound" / AID / f"{AID}.ipynb").read_text()
+    assert "BEGIN HIDDEN TESTS" not in released and "BEGIN SOLUTION" not in released
     t = lap("generate and release", t)
 
     # 3. Each student: fetch, fill in, save; then validate (both at once, on their own servers), submit.
@@ -241,6 +241,7 @@ def test_a_week_on_jupyterhub(chromium, hub, shots):
         listed(page, "fetched").first.locator("a.assignment-notebooks-link").click()
         notebooks(page).locator(".list_item .item_name a", has_text=AID).click()  # opens the notebook
         page.wait_for_function(JS_READY, timeout=SPAWN_S * 1000)
+        assert (hub.home(student) / AID / f"{AID}.ipynb").read_text() == released
         type_answer(page, "predictions", TYPED[student])
         for gid, source in filled[student].items():
             if gid != "predictions":
