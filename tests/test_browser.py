@@ -11,6 +11,7 @@ Chromium is installed by scripts/setup-env (apt, as root). The test never downlo
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -162,23 +163,31 @@ def require_chromium() -> None:
                     "and apt-get to install it")
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+@contextlib.contextmanager
+def chromium_started(launch):
+    """`launch(pw.chromium, **options)` with Debian's Chromium and this suite's options; skips
+    the test when Chromium cannot start; closes what it started at the end."""
     require_chromium()
     from playwright.sync_api import Error as PlaywrightError, sync_playwright
 
     with sync_playwright() as pw:
         try:
-            context = pw.chromium.launch_persistent_context(
-                str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM),
-                headless=True, args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000},
-                timeout=120_000)
+            started = launch(pw.chromium, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+                             timeout=120_000)
         except PlaywrightError as err:
             pytest.skip(f"Chromium cannot start: {' '.join(str(err).split())[:400]}")
         try:
-            yield context
+            yield started
         finally:
-            context.close()
+            started.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    profile = str(tmp_path_factory.mktemp("chromium-profile"))
+    with chromium_started(lambda chromium, **options: chromium.launch_persistent_context(
+            profile, viewport={"width": 1400, "height": 1000}, **options)) as context:
+        yield context
 
 
 # --- the notebook, as JupyterLab holds it --------------------------------------------------

@@ -33,8 +33,7 @@ import pytest
 
 from classroom_hub import COURSE_ID, SPAWN_S, running_hub
 from conftest import ROOT, copy_course, run
-from test_browser import (CHROMIUM, CHROMIUM_ARGS, JS_READY, cells, report_screenshots, require_chromium, shot,
-                          type_answer)
+from test_browser import JS_READY, cells, chromium_started, report_screenshots, shot, type_answer
 from test_nbgrader_buttons import hidden_lines, leaked
 from torchcourse.assignment import Assignment
 from torchcourse.config import load_course
@@ -70,19 +69,8 @@ def shots(tmp_path_factory, request):
 def chromium():
     """Chromium itself (not one persistent profile, as test_browser uses): every person of the
     class gets a browser context of their own, with their own cookies."""
-    require_chromium()
-    from playwright.sync_api import Error as PlaywrightError, sync_playwright
-
-    with sync_playwright() as pw:
-        try:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
-                                         timeout=120_000)
-        except PlaywrightError as err:
-            pytest.skip(f"Chromium cannot start: {' '.join(str(err).split())[:400]}")
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium_started(lambda chromium, **options: chromium.launch(**options)) as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")
