@@ -170,9 +170,13 @@ def chromium_started(launch):
     require_chromium()
     from playwright.sync_api import Error as PlaywrightError, sync_playwright
 
-    with sync_playwright() as pw:
+    try:
+        driver = sync_playwright().start()
+    except PlaywrightError as err:
+        pytest.skip(f"Playwright cannot start: {' '.join(str(err).split())[:400]}")
+    try:
         try:
-            started = launch(pw.chromium, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+            started = launch(driver.chromium, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
                              timeout=120_000)
         except PlaywrightError as err:
             pytest.skip(f"Chromium cannot start: {' '.join(str(err).split())[:400]}")
@@ -180,6 +184,8 @@ def chromium_started(launch):
             yield started
         finally:
             started.close()
+    finally:
+        driver.stop()
 
 
 @pytest.fixture(scope="module")
