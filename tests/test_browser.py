@@ -11,6 +11,7 @@ Chromium is installed by scripts/setup-env (apt, as root). The test never downlo
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -57,6 +58,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# JupyterLab without news, update checks or their toasts, and with `window.jupyterapp` (the
+# notebook model, to wait on). Also used for the single-user servers of tests/test_classroom.py.
+LAB_ARGS = ["--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+
+
+def quiet_lab_settings(settings: Path) -> None:
+    """Lab user settings (a `user_settings_dir`) that never fetch news."""
+    notifications = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notifications.parent.mkdir(parents=True, exist_ok=True)
+    notifications.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+
+
 def _log_tail(path: Path, n: int = 40) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
@@ -72,9 +86,7 @@ def lab(tmp_path_factory):
     root = base / "student"
     shutil.copytree(ROOT / "release" / AID, root)
     home = base / "jupyter"
-    notifications = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    notifications.parent.mkdir(parents=True)
-    notifications.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))  # no news toast
+    quiet_lab_settings(home / "settings")  # no news toast
     env = {k: v for k, v in os.environ.items() if k not in ("COURSE_ROOT", "COURSE_DB_URL")}
     env.update(JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_DATA_DIR=str(home / "data"),
                JUPYTER_RUNTIME_DIR=str(home / "runtime"), IPYTHONDIR=str(home / "ipython"),
@@ -83,9 +95,8 @@ def lab(tmp_path_factory):
     log = base / "jupyterlab.log"
     cmd = [str(BIN / "jupyter"), "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
            "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-           "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: the notebook model, to wait on
-           f"--LabApp.user_settings_dir={home / 'settings'}", f"--LabApp.workspaces_dir={home / 'workspaces'}",
-           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+           *LAB_ARGS, f"--LabApp.user_settings_dir={home / 'settings'}",
+           f"--LabApp.workspaces_dir={home / 'workspaces'}"]
     if os.geteuid() == 0:
         cmd.append("--allow-root")
     with open(log, "wb") as out:
@@ -123,42 +134,66 @@ def lab(tmp_path_factory):
 
 # --- Chromium --------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory, request):
-    """Where screenshots go; said at the end of the run, pass or fail."""
-    folder = tmp_path_factory.mktemp("browser-screenshots")
-    yield folder
+def report_screenshots(request, folder: Path, copy: Path, times: dict[str, float], what: str = "browser") -> None:
+    """Say where the screenshots are (and the timings), at the end of the run, pass or fail."""
     plugins = request.config.pluginmanager
     reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
     taken = sorted(p.name for p in folder.glob("*.png"))
     if reporter and capture and taken:
         with capture.global_and_fixture_disabled():
-            reporter.write_line(f"\nbrowser screenshots ({len(taken)}): {folder}, copied to {SHOTS_COPY}/")
-            if TIMES:
-                reporter.write_line("browser test timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in TIMES.items()))
+            reporter.write_line(f"\n{what} screenshots ({len(taken)}): {folder}, copied to {copy}/")
+            if times:
+                reporter.write_line(f"{what} test timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def shots(tmp_path_factory, request):
+    """Where screenshots go; said at the end of the run, pass or fail."""
+    folder = tmp_path_factory.mktemp("browser-screenshots")
+    yield folder
+    report_screenshots(request, folder, SHOTS_COPY, TIMES)
+
+
+def require_chromium() -> None:
+    """Fail where scripts/setup-env should have installed Chromium; skip where it cannot."""
     if not CHROMIUM.exists():
         if os.geteuid() == 0 and shutil.which("apt-get"):
             pytest.fail(f"{CHROMIUM} is missing: scripts/setup-env installs it (run it, or ./run-tests)")
         pytest.skip(f"Chromium cannot start: {CHROMIUM} is not installed, and scripts/setup-env needs root "
                     "and apt-get to install it")
+
+
+@contextlib.contextmanager
+def chromium_started(launch):
+    """`launch(pw.chromium, **options)` with Debian's Chromium and this suite's options; skips
+    the test when Chromium cannot start; closes what it started at the end."""
+    require_chromium()
     from playwright.sync_api import Error as PlaywrightError, sync_playwright
 
-    with sync_playwright() as pw:
+    try:
+        driver = sync_playwright().start()
+    except PlaywrightError as err:
+        pytest.skip(f"Playwright cannot start: {' '.join(str(err).split())[:400]}")
+    try:
         try:
-            context = pw.chromium.launch_persistent_context(
-                str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM),
-                headless=True, args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000},
-                timeout=120_000)
+            started = launch(driver.chromium, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+                             timeout=120_000)
         except PlaywrightError as err:
             pytest.skip(f"Chromium cannot start: {' '.join(str(err).split())[:400]}")
         try:
-            yield context
+            yield started
         finally:
-            context.close()
+            started.close()
+    finally:
+        driver.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    profile = str(tmp_path_factory.mktemp("chromium-profile"))
+    with chromium_started(lambda chromium, **options: chromium.launch_persistent_context(
+            profile, viewport={"width": 1400, "height": 1000}, **options)) as context:
+        yield context
 
 
 # --- the notebook, as JupyterLab holds it --------------------------------------------------
@@ -249,14 +284,15 @@ def type_answer(page, gid: str, code: str) -> None:
     assert typed == code, f"the editor holds something else than what was typed:\n{typed!r}"
 
 
-def shot(page, folder: Path, name: str, gid: str | None = None) -> Path:
+def shot(page, folder: Path, name: str, gid: str | None = None, copy: Path = SHOTS_COPY,
+         full_page: bool = False) -> Path:
     if gid:
         cell_node(page, gid).scroll_into_view_if_needed()
         page.wait_for_timeout(300)  # let the scroll settle before the picture
     path = folder / name
-    page.screenshot(path=str(path))
-    SHOTS_COPY.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(path, SHOTS_COPY / name)
+    page.screenshot(path=str(path), full_page=full_page)
+    copy.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(path, copy / name)
     return path
 
 
