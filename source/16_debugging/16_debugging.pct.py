@@ -43,7 +43,6 @@ from torchcourse import checks
 torch.manual_seed(0)
 print("PyTorch", torch.__version__, "| tests run on", checks.DEVICE)
 
-
 # %% [markdown] role="prose" grade_id="md-loud-quiet"
 # ## 1 · Loud bugs and quiet bugs
 #
@@ -236,6 +235,7 @@ except AssertionError:
     checks.expect(False, "assert_shape(torch.zeros(5, 4), ('N', 3)) raised AssertionError; it should raise ValueError "
                          "(assert statements disappear under `python -O`).")
 print("assert_shape(torch.zeros(5, 3), ('N', 3)) returned", _sizes)
+
 
 # %% role="test" grade_id="test-assert-shape" points=3
 # Hidden tests check shapes of many ranks on the meta device: exact sizes, wildcards, names that must
@@ -538,6 +538,7 @@ checks.expect(all(type(_v) is float for _v in _norms.values()),
               "grad_norms should map each name to a Python float (use .item()).")
 print({_k: round(_v, 4) for _k, _v in _norms.items()})
 
+
 # %% role="test" grade_id="test-grad-norms" points=2
 # Hidden tests set known gradients on a model with frozen and unused parameters, then compare the norms,
 # and check that the gradients are left as they were.
@@ -652,6 +653,7 @@ checks.expect(type(_name) is str,
               f"function; it returned {checks.describe(_name)}.")
 print("w / w with w = [0, 2]: the NaN comes from", _name)
 torch.autograd.set_detect_anomaly(False)
+
 
 # %% role="test" grade_id="test-nan-source" points=3
 # Hidden tests hand nan_source losses with a NaN made by different ops, clean losses, and a loss whose
@@ -784,6 +786,7 @@ def train_regressor(model, loader, epochs=20, lr=0.05):
     return history
 ### END SOLUTION
 
+
 # %% role="test" grade_id="test-regressor-sanity" points=1
 with checks.seeded(0):
     _x = torch.randn(64, 3, device=checks.DEVICE)
@@ -902,6 +905,7 @@ def train_classifier(model, train_loader, val_loader, epochs=5, lr=0.01):
     return losses, accuracies
 ### END SOLUTION
 
+
 # %% role="test" grade_id="test-classifier-sanity" points=1
 with checks.seeded(0):
     _x = torch.randn(64, 2, device=checks.DEVICE)
@@ -1014,6 +1018,7 @@ def evaluate(model, loader):
     model.train(was_training)  # fix (evaluation): give back the mode the model came in
     return total_loss / len(loader.dataset), correct / len(loader.dataset)
 ### END SOLUTION
+
 
 # %% role="test" grade_id="test-evaluate-sanity" points=1
 with checks.seeded(0):
@@ -1147,6 +1152,7 @@ class MeanPoolClassifier(nn.Module):
         return self.head(summed / lengths[:, None])  # fix (data): the mean over the real tokens, not over T
 ### END SOLUTION
 
+
 # %% role="test" grade_id="test-pool-sanity" points=1
 with checks.seeded(0):
     _model = MeanPoolClassifier(20, 8, 3).to(checks.DEVICE)
@@ -1260,6 +1266,7 @@ def fit(model, loader, device, epochs=3, lr=0.1, max_norm=1.0):
             optimizer.step()
     return model
 ### END SOLUTION
+
 
 # %% role="test" grade_id="test-fit-sanity" points=1
 with checks.seeded(0):
@@ -1376,6 +1383,7 @@ def make_loaders(features, labels, batch_size=32, val_fraction=0.2, seed=0):
     val_loader = DataLoader(val_set, batch_size=batch_size)  # fix (data): validation in a fixed order
     return train_loader, val_loader
 ### END SOLUTION
+
 
 # %% role="test" grade_id="test-loaders-sanity" points=1
 _rng = np.random.default_rng(0)
