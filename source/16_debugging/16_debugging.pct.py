@@ -1338,8 +1338,8 @@ checks.expect(len(_norms) == 2 * len(_loader) and max(_norms) <= 0.05 * 1.001 + 
 # example is in exactly one of them. Training batches come in a new random order every epoch;
 # validation batches in the same order every time (06).
 #
-# Symptoms: the loss cannot use the labels; and a model trained on these loaders learns
-# nothing, while its validation accuracy is a little better than chance.
+# Symptoms: the loss refuses the labels. Once that is fixed, a model trained on these loaders
+# learns nothing that holds on the validation set, and every epoch sees the same batches.
 #
 # <details><summary>Hint 1</summary>
 #
