@@ -110,3 +110,22 @@ def test_frames_the_executor_did_not_sign_are_refused():
     finally:
         ours.close()
         theirs.close()
+
+
+def test_tests_see_what_the_locked_cells_defined_whatever_a_submission_rebinds(profile):
+    """A test that calls a helper of a locked cell (08's train_epoch, 09's ImageDataset) gets
+    that helper, not the one a submission put under its name; the submission's own code still
+    sees its own binding, and nothing is flagged (an innocent name clash is no tampering)."""
+    from torchcourse.runner import Cell, run_cells
+
+    cells = [
+        Cell(0, "locked", "setup", "def helper():\n    return 1\n\n\nclass Box:\n    def size(self):\n        return 1\n"),
+        Cell(1, "answer", "cheat", "helper = lambda: 2\n\n\nclass Box:\n    def size(self):\n        return 2\n\n\n"
+                                   "def mine():\n    return helper()\n"),
+        Cell(2, "test", "test-locked", "assert helper() == 1 and Box().size() == 1, 'the rebound helper ran'\n"
+                                       "assert mine() == 2, 'the submission lost its own binding'\n"),
+    ]
+    run = run_cells(cells, profile, hide=[])
+    verdict = run.results[2].verdict
+    assert verdict["status"] == "pass", verdict
+    assert not run.results[2].tampered

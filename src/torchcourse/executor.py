@@ -230,6 +230,21 @@ def _stacks() -> tuple[int, int]:
     return (_len_fn_stack() if _len_fn_stack else 0, _len_dispatch_stack() if _len_dispatch_stack else 0)
 
 
+def _defined_in(value: Any, filename: str) -> bool:
+    """True for a plain function, or a class with plain type as its metaclass, whose code was
+    compiled from `filename`. Only attributes of real functions and types are read: nothing a
+    submission wrote can run here."""
+    if type(value) is types.FunctionType:
+        return value.__code__.co_filename == filename
+    if type(value) is type:
+        for member in vars(value).values():
+            if type(member) in (staticmethod, classmethod):
+                member = member.__func__
+            if type(member) is types.FunctionType and member.__code__.co_filename == filename:
+                return True
+    return False
+
+
 def _str_keys(mapping: dict) -> list[str]:
     """The keys of a namespace that are exact strings. Hashing or comparing any other key
     would run code the submission wrote (a str subclass can define __hash__ and __eq__)."""
@@ -699,6 +714,9 @@ class Executor:
         # what the tests see.
         self.test_builtins = dict(vars(builtins))
         self.protected: dict[str, Any] = {}
+        # Functions and classes the notebook's locked cells define (a Net, a train_epoch the
+        # tests call): tests always see these, whatever a submission rebinds the names to.
+        self.locked_defs: dict[str, Any] = {}
         self.student_ran = False
         self.stdout = childio.CappedStream("stdout", self.output_limit, 1)
         self.stderr = childio.CappedStream("stderr", self.output_limit, 2)
@@ -780,6 +798,10 @@ class Executor:
                      "traceback": _student_traceback(err)}
         finally:
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        if not student and error is None:
+            for name in _str_keys(self.ns):
+                if _defined_in(self.ns[name], filename):
+                    self.locked_defs[name] = self.ns[name]
         if not student and not self.student_ran:
             # Names the locked setup cells bind to modules (torch, nn, checks...) are protected.
             for name, value in self.ns.items():
@@ -792,6 +814,7 @@ class Executor:
         builtin_names = self.builtin_names
         g = {k: self.ns[k] for k in _str_keys(self.ns) if k not in builtin_names}
         g["__builtins__"] = self.test_builtins
+        g.update(self.locked_defs)
         g.update(self.protected)
         return g
 
