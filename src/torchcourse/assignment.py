@@ -5,7 +5,9 @@ from it, answer cells from the student. `restore` rebuilds the notebook a submis
 have been, which goes further than nbgrader's OverwriteCells: test cells that were edited,
 deleted, moved, duplicated or renamed are all put back exactly as the source has them, in the
 source's order; cells the student added stay where they were (after the same cell); a deleted
-answer cell comes back as its stub. Every repair is recorded.
+answer cell comes back as its stub. Check cells (the line under each exercise that prints
+what its tests say, notebook_check.py) are dropped: grading never runs them. Every repair is
+recorded.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ import nbformat
 from nbformat import NotebookNode
 
 from .config import Course, CourseError
-from .notebooks import NotebookError, grade_id, points, read_notebook, role
+from .notebook_check import is_check_cell
+from .notebooks import NotebookError, exercise_headings, grade_id, points, read_notebook, role
 
 
 def _bound(tree) -> set[str]:
@@ -56,17 +59,7 @@ class Assignment:
         self.max_points = {gid: points(self.by_id[gid]) for gid in self.tests}
         # The exercise each test belongs to: the last "Exercise" heading above it (its hints
         # sit under that heading), else the last section heading.
-        self.exercise: dict[str, str] = {}
-        heading = ""
-        for cell in self.source.cells:
-            if role(cell) == "prose":
-                for line in cell.source.splitlines():
-                    text = line.lstrip("#").strip()
-                    if line.startswith("#") and (text.lower().startswith("exercise") or not heading
-                                                 or not heading.lower().startswith("exercise")):
-                        heading = text
-            elif role(cell) == "test" and heading:
-                self.exercise[grade_id(cell)] = heading
+        self.exercise: dict[str, str] = exercise_headings(self.source.cells)
         self.total = sum(self.max_points.values())
         self.imports = self._imports()
         self.setup_cells, self.judged_outside = self._outside()
@@ -250,7 +243,15 @@ def restore(assignment: Assignment, submitted: NotebookNode) -> Restored:
     extras: dict[str | None, list[NotebookNode]] = {None: []}
     anchor: str | None = None
     order: list[str] = []
+    released_checks = {c.source for c in assignment.release.cells if is_check_cell(c)}
     for cell in submitted.cells:
+        if is_check_cell(cell):
+            # The in-notebook check (notebook_check.py) never runs in grading, whatever it holds.
+            note = ("a check cell was edited; check cells never run when a notebook is "
+                    "graded, so its code did not count")
+            if cell.get("source", "") not in released_checks and note not in repairs:
+                repairs.append(note)
+            continue
         gid = grade_id(cell)
         if gid in mine and gid not in seen:
             seen.add(gid)
