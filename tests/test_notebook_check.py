@@ -58,6 +58,18 @@ def test_one_check_cell_under_every_exercise(course, aid, part):
     assert [grade_id(c) for c in built.cells if grade_id(c)] == [grade_id(c) for c in source.cells if grade_id(c)]
 
 
+@pytest.mark.parametrize("aid", assignments())
+def test_stubs_the_grader_derives_are_the_releases(course, aid):
+    """The grader takes each answer's stub from the source (a self-learner's release/ file holds
+    answers): the same text as the committed release's."""
+    from torchcourse.assignment import answer_stubs
+
+    release = read_notebook(ROOT / "release" / aid / f"{aid}.ipynb")
+    stubs = answer_stubs(course, read_notebook(course.source_notebook(aid)))
+    answers = {grade_id(c): c.source for c in release.cells if (c.metadata.get("nbgrader") or {}).get("solution")}
+    assert stubs == answers
+
+
 # --- grading ignores check cells ---------------------------------------------------------------
 
 def _check_cells(nb):
@@ -238,18 +250,19 @@ def test_check_in_a_bare_release(tmp_path):
     assert len(shown) == len(_check_cells(nb))
     assert not any("ERROR" in t for t in shown.values()), shown
     # a prediction exercise: the format passes, and nothing says whether a.grad = 5.0 is right
-    pred = shown["test-predictions"]
+    pred = " ".join(shown["test-predictions"].split())
     assert re.search(r"\? test-predictions\s+\?/3", pred), pred
     assert "decided only when your notebook is graded" in pred and "chain rule" not in pred
     # a wrong answer: the visible test's message, with the grader's wording and the hints
-    grow = shown["test-grow-sanity"]
+    grow = " ".join(shown["test-grow-sanity"].split())
     assert re.search(r"✗ test-grow-sanity\s+0/1", grow), grow
-    assert "0-d tensor that is still connected" in grow and "Hints: under" in grow
+    assert "0-d tensor that is still connected" in grow and "Hints: under “Exercise 2" in grow
     # tests with hidden parts and no visible code: never claimed
     assert re.search(r"\? test-grow\s+\?/3\s+A hidden test", grow), grow
     # an untouched exercise: not attempted, as the grader says it
     depth = shown["test-graph-depth-sanity"]
     assert re.search(r"· test-graph-depth-sanity\s+0/1\s+Not attempted", depth), depth
+    assert "still has the stub" not in depth  # that note is for visible checks that pass on a saved stub
 
 
 def test_check_in_a_clone_of_the_course(tmp_path):
@@ -261,7 +274,7 @@ def test_check_in_a_clone_of_the_course(tmp_path):
     nbformat.write(nb, str(root / "release" / AID / f"{AID}.ipynb"))
     done = _execute(root / "release" / AID / f"{AID}.ipynb", root / "release" / AID)
     shown = _shown(done)
-    pred = shown["test-predictions"]
+    pred = " ".join(shown["test-predictions"].split())
     # the hidden test's verdict and message, from the grader
     assert "hidden ones included" in pred and re.search(r"✗ test-predictions\s+0/3", pred), pred
     assert "chain rule" in pred and "solutions/01_introduction/01_introduction.ipynb" in pred

@@ -191,6 +191,13 @@ class Assignment:
         release = read_notebook(release_path)
         if {grade_id(c) for c in release.cells} - {None} != {grade_id(c) for c in source.cells} - {None}:
             raise CourseError(f"release/{aid} is out of date with source/{aid}: run `course build {aid}`")
+        # The stubs come from the source, not from release/'s file: a self-learner who works in
+        # release/ (and checks it there) has written answers into that very file, which would
+        # make every answer look untouched ("not attempted" instead of the test's message).
+        stubs = answer_stubs(course, source)
+        for cell in release.cells:
+            if role(cell) == "answer" and grade_id(cell) in stubs:
+                cell.source = stubs[grade_id(cell)]
         files = {}
         folder = course.path("release", aid)
         for path in sorted(folder.rglob("*")):
@@ -205,6 +212,31 @@ class Assignment:
                 except NotebookError:
                     pass
         return cls(id=aid, source=source, release=release, files=files, other_ids=others)
+
+
+def answer_stubs(course: Course, source: NotebookNode) -> dict[str, str]:
+    """Each answer cell as `course build` releases it: the solution region replaced by the
+    course's code stub (nbgrader's ClearSolutions, same rule, without importing nbgrader)."""
+    import re
+
+    stub = dict(course.config.get("ClearSolutions", {}).get("code_stub", {}) or {}).get(
+        "python", "# YOUR CODE HERE\nraise NotImplementedError()")
+    out = {}
+    for cell in source.cells:
+        if role(cell) != "answer" or "### BEGIN SOLUTION" not in cell.source:
+            continue
+        lines, inside = [], False
+        for line in cell.source.split("\n"):
+            if "### BEGIN SOLUTION" in line:
+                inside = True
+                indent = re.match(r"\s*", line).group(0)
+                lines.extend(indent + s for s in stub.split("\n"))
+            elif "### END SOLUTION" in line:
+                inside = False
+            elif not inside:
+                lines.append(line)
+        out[grade_id(cell)] = "\n".join(lines)
+    return out
 
 
 @dataclasses.dataclass

@@ -248,13 +248,11 @@ class _Cell:
         self.status, self.points, self.max_points, self.message = status, points, max_points, message
 
 
-HIDDEN_NOTE = ("The visible checks pass. Hidden tests decide the points when your notebook is graded "
-               "(or run `course check` in a clone of the whole course).")
+HIDDEN_NOTE = "The visible checks pass; hidden tests decide these points when your notebook is graded."
 PREDICT_NOTE = ("The format is right (what the visible test checks). Whether each prediction is right "
                 "is decided only when your notebook is graded: any hint here would let you find the "
                 "answers by trying values.")
-HIDDEN_ONLY = ("A hidden test: it decides these points when your notebook is graded (or run `course "
-               "check` in a clone of the whole course).")
+HIDDEN_ONLY = "A hidden test: it decides these points when your notebook is graded."
 _cache: dict[str, dict] = {}   # sha256 of a saved notebook -> the grader's JSON for it
 
 
@@ -332,7 +330,7 @@ def _visible(nb, tests: tuple[str, ...], info: dict, ns: dict) -> tuple[dict[str
             results[gid] = _Cell("pending", None, max_points, note)
         else:
             results[gid] = _Cell("pass", max_points, max_points, "")
-    if stubbed and any(c.status in ("pass", "pending") for c in results.values()):
+    if stubbed and all(c.status in ("pass", "pending") for c in results.values()):
         cells = ", ".join(stubbed)
         notes.append(f"The saved notebook still has the stub (the line raising NotImplementedError) in {cells}: "
                      "graded as it is saved, this exercise counts as not attempted. Replace that line with "
@@ -447,8 +445,9 @@ def check(*tests: str, notebook: str | os.PathLike | None = None) -> None:
             _show(f"{heading}: {_fmt(score)}/{_fmt(total)} (every test, hidden ones included, in the grader)", cells, result.get("exercises", exercises), notes)
             return
     cells, notes = _visible(nb, tests, info, ns)
-    title = (f"{heading}: visible tests, run on what this kernel holds now"
-             + ("; the hidden tests run when your notebook is graded" if info.get("hidden") or not info else ""))
+    title = f"{heading}: the visible tests, on what this kernel holds now"
+    if info.get("hidden") or not info:
+        title += " (hidden tests run when your notebook is graded, or with `course check` in a clone of the course)"
     if all(c.status == "pass" for c in cells.values()) and cells:
         title = f"{heading}: {_fmt(sum(c.points for c in cells.values()))}/{_fmt(sum(c.max_points for c in cells.values()))}"
     _show(title, cells, exercises, notes)
