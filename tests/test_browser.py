@@ -366,9 +366,17 @@ def test_student_runs_the_release_in_jupyterlab(browser, lab, shots):  # browser
                                                                   use_inner_text=True)
     expect(output_area(page, "test-grow-sanity")).not_to_contain_text("Error", use_inner_text=True)
     shot(page, shots, "06-grow-test-passes.png", gid="test-grow-sanity")
-    # the check passes now: ✓ for the visible test, ? for the points hidden tests decide
+    # the check passes now: ✓ for the visible test, ? for the points hidden tests decide; it
+    # also notices that the file on disk still holds the stub (the student has not saved yet)
     check = shown(cells(page)[GROW_CHECK])
     assert re.search(r"✓ test-grow-sanity\s+1/1", check) and "✗" not in check, check
+    assert "grow looks right" not in check  # a test's own print is not part of the check's report
+    assert "still has the stub" in " ".join(check.split()), check
+    page.keyboard.press("Control+s")  # File > Save, as the note asks, and the check again
+    page.wait_for_function(f"() => {{ {_PANEL} return !p.context.model.dirty; }}")
+    run_cell(page, GROW_CHECK)
+    check = shown(cells(page)[GROW_CHECK])
+    assert re.search(r"✓ test-grow-sanity\s+1/1", check) and "still has the stub" not in " ".join(check.split()), check
     assert re.search(r"\? test-grow-grad\s+\?/2", check), check
     expect(output_area(page, GROW_CHECK)).to_contain_text("✓", use_inner_text=True)
     shot(page, shots, "07-check-passes-on-the-right-answer.png", gid=GROW_CHECK)

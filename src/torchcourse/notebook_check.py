@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import hashlib
 import html
+import io
 import json
 import linecache
 import os
@@ -322,7 +324,8 @@ def _visible(nb, tests: tuple[str, ...], info: dict, ns: dict) -> tuple[dict[str
             results[gid] = _Cell("not_run", 0, 0, "This test cell is not in the saved notebook.")
             continue
         max_points = float(cell.metadata.nbgrader.get("points", 0) or 0)
-        status, message = verdict(cell.source, gid, ns, names)
+        with contextlib.redirect_stdout(io.StringIO()):  # what a test prints is not the check's verdict
+            status, message = verdict(cell.source, gid, ns, names)
         if status != "pass":
             results[gid] = _Cell(status, 0, max_points, message)
         elif gid in info.get("hidden", []):
@@ -332,9 +335,9 @@ def _visible(nb, tests: tuple[str, ...], info: dict, ns: dict) -> tuple[dict[str
             results[gid] = _Cell("pass", max_points, max_points, "")
     if stubbed and all(c.status in ("pass", "pending") for c in results.values()):
         cells = ", ".join(stubbed)
-        notes.append(f"The saved notebook still has the stub (the line raising NotImplementedError) in {cells}: "
-                     "graded as it is saved, this exercise counts as not attempted. Replace that line with "
-                     "your answer, and save.")
+        notes.append(f"The saved file still has the stub (the line raising NotImplementedError) in {cells}, so "
+                     "graded now this exercise would count as not attempted: save the notebook (Ctrl+S) once "
+                     "that cell holds your answer.")
     return results, notes
 
 
@@ -374,10 +377,11 @@ def _show(title: str, cells: dict[str, _Cell], exercises: dict[str, str], notes:
         color = {"32": "#1a7f37", "31": "#cf222e"}.get(COLORS.get(cell.status, ""), "#9a6700")
         mark, rest = line.strip().split(" ", 1)
         gid, points = rest.rsplit("  ", 1) if "  " in rest else (rest, "")
-        rows.append(f'<tr><td style="color:{color};font-weight:bold;padding:2px 6px">{html.escape(mark)}</td>'
-                    f'<td style="padding:2px 6px"><code>{html.escape(gid.strip())}</code></td>'
-                    f'<td style="padding:2px 6px;white-space:nowrap">{html.escape(points.strip())}</td>'
-                    f'<td style="padding:2px 6px;text-align:left">{html.escape(" ".join(wrapped))}</td></tr>')
+        td = "padding:2px 6px;text-align:left;vertical-align:top"
+        rows.append(f'<tr><td style="{td};color:{color};font-weight:bold">{html.escape(mark)}</td>'
+                    f'<td style="{td};white-space:nowrap"><code>{html.escape(gid.strip())}</code></td>'
+                    f'<td style="{td};white-space:nowrap">{html.escape(points.strip())}</td>'
+                    f'<td style="{td}">{html.escape(" ".join(wrapped))}</td></tr>')
     page = (f'<div class="course-check"><div style="font-weight:bold;margin-bottom:4px">{html.escape(title)}</div>'
             f'<table style="border-collapse:collapse">{"".join(rows)}</table>'
             + "".join(f'<div style="margin-top:4px">{html.escape(n)}</div>' for n in notes) + "</div>")
