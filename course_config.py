@@ -38,9 +38,28 @@ c.ClearSolutions.code_stub = {
 }
 # Text twins of the source notebooks (jupytext percent format, for review) stay out of release/.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.pct.py", "grading.json"]
+# Both versions get a check cell under every exercise (`checks.check(...)`: what its tests say,
+# in the notebook; grading ignores these cells). AddCheckCells runs before hidden tests are
+# cleared. The rest of GenerateAssignment's list is nbgrader 0.9's default.
+c.GenerateAssignment.preprocessors = [
+    "nbgrader.preprocessors.IncludeHeaderFooter",
+    "nbgrader.preprocessors.InstantiateTests",
+    "torchcourse.build.AddCheckCells",
+    "nbgrader.preprocessors.LockCells",
+    "nbgrader.preprocessors.ClearSolutions",
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.CheckCellMetadata",
+    "nbgrader.preprocessors.ComputeChecksums",
+    "nbgrader.preprocessors.SaveCells",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbgrader.preprocessors.ClearMarkScheme",
+    "nbgrader.preprocessors.ComputeChecksums",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
 # Solutions are written without executing them, so that a rebuild is byte-for-byte identical.
 c.GenerateSolution.preprocessors = [
     "nbgrader.preprocessors.IncludeHeaderFooter",
+    "torchcourse.build.AddCheckCells",
     "nbgrader.preprocessors.LockCells",
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.ClearMarkScheme",

@@ -2,7 +2,9 @@
 
 JupyterLab serves a temporary copy of release/01_introduction/ on loopback. The student runs
 the untouched notebook (every exercise reads as not attempted), types two answers into the
-editor, runs again (their visible test now passes), and presses nbgrader's Validate button.
+editor, one of them wrong, runs the check under that exercise (it fails, with the test's
+message), fixes the answer, runs again (the visible test and the check now pass), and presses
+nbgrader's Validate button.
 Screenshots of each stage go to pytest's tmp folder and to /tmp/browser-screenshots/.
 `nbgrader validate` (the command behind that button) is checked on the release and the
 solution too.
@@ -43,6 +45,8 @@ VISIBLE_TESTS = ["test-grow-sanity", "test-graph-depth-sanity", "test-derivative
 PREDICTIONS = 'predictions = {"c.requires_grad": True, "a.grad": 9.0, "b.grad": None}'
 GROW = ("grow = lambda x: x ** 2 if x.abs() >= 1 else grow(x * 2)\n"
         "grow_grad = lambda x: 2 * x if abs(x) >= 1 else 2 * grow_grad(2 * x)")
+WRONG_GROW = "grow = lambda x: float(x) ** 2\ngrow_grad = lambda x: 2.0 * x"   # not a tensor: no graph
+GROW_CHECK = "check-test-grow-grad"   # the check cell under grow's tests (its cell id)
 
 TIMES: dict[str, float] = {}
 START_S = 180      # JupyterLab start, the kernel's first start (imports torch)
@@ -205,7 +209,7 @@ JS_READY = f"""() => {{ {_PANEL}
   return !!(p && p.context && p.context.isReady && p.content && p.content.model && k && k.status === 'idle'); }}"""
 JS_CELLS = f"""() => {{ {_PANEL} const m = p.content.model; const out = [];
   for (let i = 0; i < m.cells.length; i++) {{ const c = m.cells.get(i);
-    out.push({{index: i, id: (c.getMetadata('nbgrader') || {{}}).grade_id || null, type: c.type,
+    out.push({{index: i, id: (c.getMetadata('nbgrader') || {{}}).grade_id || null, cellId: c.id, type: c.type,
       source: c.sharedModel.getSource(), count: c.type === 'code' ? c.executionCount : null,
       running: c.type === 'code' && c.executionState === 'running',
       outputs: c.type === 'code' ? c.outputs.toJSON() : []}}); }}
@@ -222,8 +226,15 @@ JS_SETTLED = f"""([index, after]) => {{ {_PANEL} const m = p.content.model;
 JS_ACTIVE = f"() => {{ {_PANEL} return p.content.activeCellIndex; }}"
 
 
+def _key(c: dict) -> str:
+    """A cell's name here: its grade_id, a check cell's own id, else its position."""
+    if c["id"]:
+        return c["id"]
+    return c["cellId"] if (c.get("cellId") or "").startswith("check-") else f"cell-{c['index']}"
+
+
 def cells(page) -> dict[str, dict]:
-    return {c["id"] or f"cell-{c['index']}": c for c in page.evaluate(JS_CELLS)}
+    return {_key(c): c for c in page.evaluate(JS_CELLS)}
 
 
 def errors(cell: dict) -> list[dict]:
@@ -234,9 +245,15 @@ def text(cell: dict) -> str:
     return "".join(o.get("text", "") for o in cell["outputs"] if o["output_type"] == "stream")
 
 
+def shown(cell: dict) -> str:
+    """What a check cell printed: its text and the plain-text form of what it displayed."""
+    return text(cell) + "".join(o.get("data", {}).get("text/plain", "") for o in cell["outputs"]
+                                if o["output_type"] == "display_data")
+
+
 def cell_node(page, gid: str):
     """The DOM node of the cell with this grade_id (cells are in notebook order)."""
-    index = next(c["index"] for c in page.evaluate(JS_CELLS) if c["id"] == gid)
+    index = next(c["index"] for c in page.evaluate(JS_CELLS) if _key(c) == gid)
     return page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").nth(index)
 
 
@@ -270,6 +287,15 @@ def step_through(page, first: str) -> None:
         if index == last:
             return
         page.wait_for_function(f"() => {{ {_PANEL} return p.content.activeCellIndex > {index}; }}")
+
+
+def run_cell(page, key: str) -> None:
+    """Select one cell and run it (Ctrl+Enter), then wait until it has run."""
+    before = cells(page)[key]
+    cell_node(page, key).locator(".jp-InputPrompt").click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function(JS_SETTLED, arg=[before["index"], before["count"] or 0], timeout=RUN_S * 1000)
 
 
 def type_answer(page, gid: str, code: str) -> None:
@@ -346,10 +372,25 @@ def test_student_runs_the_release_in_jupyterlab(browser, lab, shots):  # browser
     expect(output_area(page, "test-grow-sanity")).not_to_contain_text("grow looks right", use_inner_text=True)
     shot(page, shots, "03-visible-tests-not-attempted.png", gid="test-grow-sanity")
 
-    # 2. The student types two answers into the editor and runs everything again.
+    # The check under the grow exercise, on the untouched notebook: not attempted, as graded.
+    assert re.search(r"· test-grow-sanity\s+0/1\s+Not attempted", shown(state[GROW_CHECK])), shown(state[GROW_CHECK])
+
+    # 2. The student types two answers into the editor, grow wrong, and checks the exercise.
     type_answer(page, "predictions", PREDICTIONS)
-    type_answer(page, "grow", GROW)
+    type_answer(page, "grow", WRONG_GROW)
     shot(page, shots, "04-answers-typed.png", gid="grow")
+    run_cell(page, "grow")
+    run_cell(page, GROW_CHECK)
+    state = cells(page)
+    check = shown(state[GROW_CHECK])
+    assert not errors(state[GROW_CHECK]), errors(state[GROW_CHECK])
+    assert re.search(r"✗ test-grow-sanity\s+0/1", check) and "still connected to x's graph" in check, check
+    assert "Hints: under" in check and re.search(r"\? test-grow\s+\?/3", check), check
+    expect(output_area(page, GROW_CHECK)).to_contain_text("still connected to x's graph", use_inner_text=True)
+    shot(page, shots, "05-check-fails-on-a-wrong-answer.png", gid=GROW_CHECK)
+
+    # The right answer, and everything again.
+    type_answer(page, "grow", GROW)
     run_all(page, until="test-grow-sanity")
     state = cells(page)
     for gid in ("predictions", "test-predictions", "grow", "test-grow-sanity", "test-grow", "test-grow-grad"):
@@ -360,7 +401,21 @@ def test_student_runs_the_release_in_jupyterlab(browser, lab, shots):  # browser
     expect(output_area(page, "test-grow-sanity")).to_contain_text("grow looks right so far: 1.44",
                                                                   use_inner_text=True)
     expect(output_area(page, "test-grow-sanity")).not_to_contain_text("Error", use_inner_text=True)
-    shot(page, shots, "05-grow-test-passes.png", gid="test-grow-sanity")
+    shot(page, shots, "06-grow-test-passes.png", gid="test-grow-sanity")
+    # the check passes now: ✓ for the visible test, ? for the points hidden tests decide; it
+    # also notices that the file on disk still holds the stub (the student has not saved yet)
+    check = shown(cells(page)[GROW_CHECK])
+    assert re.search(r"✓ test-grow-sanity\s+1/1", check) and "✗" not in check, check
+    assert "grow looks right" not in check  # a test's own print is not part of the check's report
+    assert "still has the stub" in " ".join(check.split()), check
+    page.keyboard.press("Control+s")  # File > Save, as the note asks, and the check again
+    page.wait_for_function(f"() => {{ {_PANEL} return !p.context.model.dirty; }}")
+    run_cell(page, GROW_CHECK)
+    check = shown(cells(page)[GROW_CHECK])
+    assert re.search(r"✓ test-grow-sanity\s+1/1", check) and "still has the stub" not in " ".join(check.split()), check
+    assert re.search(r"\? test-grow-grad\s+\?/2", check), check
+    expect(output_area(page, GROW_CHECK)).to_contain_text("✓", use_inner_text=True)
+    shot(page, shots, "07-check-passes-on-the-right-answer.png", gid=GROW_CHECK)
 
     # 3. nbgrader's Validate button (its lab extension), when the extension is installed.
     if not _labextension_installed():
@@ -371,13 +426,13 @@ def test_student_runs_the_release_in_jupyterlab(browser, lab, shots):  # browser
     button.wait_for(state="visible")
     assert button.inner_text().strip() == "Validate"
     toolbar = page.locator(".jp-NotebookPanel-toolbar")
-    toolbar.screenshot(path=str(shots / "06-toolbar-with-validate-button.png"))
-    shutil.copy2(shots / "06-toolbar-with-validate-button.png", SHOTS_COPY)
+    toolbar.screenshot(path=str(shots / "08-toolbar-with-validate-button.png"))
+    shutil.copy2(shots / "08-toolbar-with-validate-button.png", SHOTS_COPY)
     button.click()  # saves the notebook, then runs `nbgrader validate` on the server
     dialog = page.locator(".jp-Dialog #validation-message")
     dialog.wait_for(state="visible", timeout=VALIDATE_S * 1000)
     message = dialog.inner_text()
-    shot(page, shots, "07-validate-results.png")
+    shot(page, shots, "09-validate-results.png")
     failed = message.count("The following cell failed:")
     assert failed == len(VISIBLE_TESTS) - 1, message[:2000]  # grow's visible test passes now
     assert "grow(_x)" not in message and "graph_depth(_x * 2)" in message

@@ -5,7 +5,9 @@ from it, answer cells from the student. `restore` rebuilds the notebook a submis
 have been, which goes further than nbgrader's OverwriteCells: test cells that were edited,
 deleted, moved, duplicated or renamed are all put back exactly as the source has them, in the
 source's order; cells the student added stay where they were (after the same cell); a deleted
-answer cell comes back as its stub. Every repair is recorded.
+answer cell comes back as its stub. Check cells (the line under each exercise that prints
+what its tests say, notebook_check.py) are dropped: grading never runs them. Every repair is
+recorded.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ import nbformat
 from nbformat import NotebookNode
 
 from .config import Course, CourseError
-from .notebooks import NotebookError, grade_id, points, read_notebook, role
+from .notebook_check import is_check_cell
+from .notebooks import NotebookError, exercise_headings, grade_id, points, read_notebook, role
 
 
 def _bound(tree) -> set[str]:
@@ -56,17 +59,7 @@ class Assignment:
         self.max_points = {gid: points(self.by_id[gid]) for gid in self.tests}
         # The exercise each test belongs to: the last "Exercise" heading above it (its hints
         # sit under that heading), else the last section heading.
-        self.exercise: dict[str, str] = {}
-        heading = ""
-        for cell in self.source.cells:
-            if role(cell) == "prose":
-                for line in cell.source.splitlines():
-                    text = line.lstrip("#").strip()
-                    if line.startswith("#") and (text.lower().startswith("exercise") or not heading
-                                                 or not heading.lower().startswith("exercise")):
-                        heading = text
-            elif role(cell) == "test" and heading:
-                self.exercise[grade_id(cell)] = heading
+        self.exercise: dict[str, str] = exercise_headings(self.source.cells)
         self.total = sum(self.max_points.values())
         self.imports = self._imports()
         self.setup_cells, self.judged_outside = self._outside()
@@ -198,6 +191,13 @@ class Assignment:
         release = read_notebook(release_path)
         if {grade_id(c) for c in release.cells} - {None} != {grade_id(c) for c in source.cells} - {None}:
             raise CourseError(f"release/{aid} is out of date with source/{aid}: run `course build {aid}`")
+        # The stubs come from the source, not from release/'s file: a self-learner who works in
+        # release/ (and checks it there) has written answers into that very file, which would
+        # make every answer look untouched ("not attempted" instead of the test's message).
+        stubs = answer_stubs(course, source)
+        for cell in release.cells:
+            if role(cell) == "answer" and grade_id(cell) in stubs:
+                cell.source = stubs[grade_id(cell)]
         files = {}
         folder = course.path("release", aid)
         for path in sorted(folder.rglob("*")):
@@ -212,6 +212,31 @@ class Assignment:
                 except NotebookError:
                     pass
         return cls(id=aid, source=source, release=release, files=files, other_ids=others)
+
+
+def answer_stubs(course: Course, source: NotebookNode) -> dict[str, str]:
+    """Each answer cell as `course build` releases it: the solution region replaced by the
+    course's code stub (nbgrader's ClearSolutions, same rule, without importing nbgrader)."""
+    import re
+
+    stub = dict(course.config.get("ClearSolutions", {}).get("code_stub", {}) or {}).get(
+        "python", "# YOUR CODE HERE\nraise NotImplementedError()")
+    out = {}
+    for cell in source.cells:
+        if role(cell) != "answer" or "### BEGIN SOLUTION" not in cell.source:
+            continue
+        lines, inside = [], False
+        for line in cell.source.split("\n"):
+            if "### BEGIN SOLUTION" in line:
+                inside = True
+                indent = re.match(r"\s*", line).group(0)
+                lines.extend(indent + s for s in stub.split("\n"))
+            elif "### END SOLUTION" in line:
+                inside = False
+            elif not inside:
+                lines.append(line)
+        out[grade_id(cell)] = "\n".join(lines)
+    return out
 
 
 @dataclasses.dataclass
@@ -250,7 +275,15 @@ def restore(assignment: Assignment, submitted: NotebookNode) -> Restored:
     extras: dict[str | None, list[NotebookNode]] = {None: []}
     anchor: str | None = None
     order: list[str] = []
+    released_checks = {c.source for c in assignment.release.cells if is_check_cell(c)}
     for cell in submitted.cells:
+        if is_check_cell(cell):
+            # The in-notebook check (notebook_check.py) never runs in grading, whatever it holds.
+            note = ("a check cell was edited; check cells never run when a notebook is "
+                    "graded, so its code did not count")
+            if cell.get("source", "") not in released_checks and note not in repairs:
+                repairs.append(note)
+            continue
         gid = grade_id(cell)
         if gid in mine and gid not in seen:
             seen.add(gid)

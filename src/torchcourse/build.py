@@ -3,7 +3,9 @@
 nbgrader's GenerateAssignment stubs the solutions, strips hidden tests, locks cells and records
 the assignment (with its hidden tests) in the gradebook; GenerateSolution writes the solution
 version (configured in course_config.py not to execute, so that output is byte-stable).
-We add only what nbgrader lacks: checks that the source is well formed before it is built.
+We add only what nbgrader lacks: checks that the source is well formed before it is built,
+and `AddCheckCells`, a preprocessor that course_config.py puts into both converters: the check
+line under every exercise (notebook_check.py).
 """
 from __future__ import annotations
 
@@ -15,6 +17,25 @@ from pathlib import Path
 
 from .config import Course, CourseError, venv_bin
 from .notebooks import NotebookError, notebook_to_twin, points, read_notebook, role, twin_to_notebook
+
+
+from nbconvert.preprocessors import Preprocessor
+from traitlets import Bool
+
+
+class AddCheckCells(Preprocessor):
+    """After each exercise's last test cell, a locked check cell: `checks.check(<its tests>)`,
+    which prints what those tests say (notebook_check.py). Runs on the source, before nbgrader
+    clears hidden tests, so that it can record which tests have hidden parts. Grading drops
+    these cells; they carry no nbgrader metadata, so nbgrader's gradebook never sees them."""
+
+    enabled = Bool(True)  # nbconvert's preprocessors are off unless enabled
+
+    def preprocess(self, nb, resources):
+        from .notebook_check import with_check_cells
+
+        nb.cells = with_check_cells(nb.cells)
+        return nb, resources
 
 
 def twin_path(course: Course, assignment: str) -> Path:

@@ -136,11 +136,17 @@ def cmd_check(args) -> int:
     check_device(profile)
     if args.profile is None:
         profile = dataclasses.replace(profile, sandbox="best-effort")  # self-learners may not be root
-    print(f"{aid}: checking {nb_path} against all its tests, hidden ones included")
+    if not args.json:
+        print(f"{aid}: checking {nb_path} against all its tests, hidden ones included")
     graded = grade_notebook(assignment, nb_path.read_bytes(), "you", profile, hide=hidden_paths(course))
     record = graded.record
     solution = course.path("solutions", aid, f"{aid}.ipynb")
     where = solution.relative_to(course.root) if solution.is_file() else "solutions/"
+    if args.json:  # for the check under each exercise (notebook_check.py): the record, never test code
+        import json
+        print(json.dumps({"assignment": aid, "record": record.to_json(), "exercises": assignment.exercise,
+                          "solution": str(where)}))
+        return 0 if record.score == record.max_score and record.max_score > 0 else 1
     print_check(record, assignment.exercise)
     if record.score < record.max_score:
         print(f"Stuck? Open the hints under the exercise named after a failed test, one at a time. "
@@ -159,26 +165,19 @@ def cmd_check(args) -> int:
 
 
 def print_check(record, exercises: dict[str, str]) -> None:
-    """One line per graded cell: mark, points, and the message wrapped to the terminal."""
+    """One line per graded cell: mark, points, and the message wrapped to the terminal (the
+    same lines the check under each exercise prints in a notebook: notebook_check.py)."""
     import shutil
-    import textwrap
 
-    width = max((len(g) for g in record.cells), default=10)
+    from .notebook_check import COLORS, cell_lines
+
     columns = max(60, shutil.get_terminal_size((100, 24)).columns)
-    indent = " " * (width + 15)
-    for gid, cell in record.cells.items():
-        mark = MARKS.get(cell.status, "?")
-        line = f"  {mark} {gid:<{width}}  {_fmt(cell.points):>3}/{_fmt(cell.max_points):<3}"
-        code = "32" if cell.status == "pass" else "31" if cell.status in ("fail", "error", "flagged") else "33"
-        print(_color(line, code), end="")
-        text = cell.message
-        if cell.status != "pass" and exercises.get(gid):
-            text += f" (Hints: under “{exercises[gid]}”.)"
-        if text:
-            wrapped = textwrap.wrap(text, width=columns - len(indent)) or [""]
+    for line, wrapped, cell in cell_lines(record.cells, exercises, columns):
+        print(_color(line, COLORS.get(cell.status, "33")), end="")
+        if wrapped:
             print("  " + wrapped[0])
             for rest in wrapped[1:]:
-                print(indent + rest)
+                print(" " * (len(line) + 2) + rest)
         else:
             print()
     if record.status != "graded":
@@ -494,6 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assignment", metavar="ID", help="which assignment (default: from the notebook)")
     p.add_argument("--profile", metavar="NAME", help="grader profile (default: the course's, sandbox best-effort)")
     p.add_argument("--html", metavar="FILE", help="also write the result as an HTML page")
+    p.add_argument("--json", action="store_true",
+                   help="print only the record as JSON (what the check under each exercise reads)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("mistakes", help="prove the tests against the assignment's catalogue of wrong answers",

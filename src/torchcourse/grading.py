@@ -25,14 +25,13 @@ from nbformat import NotebookNode
 
 from .assignment import Assignment, InvalidSubmission, restore
 from .config import Course, CourseError, Profile
+from .notebook_check import MARKS  # noqa: F401  (how a test's outcome is marked in every list)
 from .notebooks import NotebookError, grade_id, parse_notebook, role, write_notebook
 from .runner import Cell, RunResult, run_cells
 
 STATUSES = ("graded", "flagged", "timed_out", "out_of_memory", "crashed", "invalid", "error")
 # error: the grader itself failed on this submission (a file it could not write, a gradebook
 # error); the reason says what, and the rest of the batch goes on.
-# How a test cell's outcome is marked wherever a list of them is shown.
-MARKS = {"pass": "✓", "fail": "✗", "error": "✗", "not_attempted": "·", "not_run": "–", "flagged": "!"}
 
 
 @dataclasses.dataclass

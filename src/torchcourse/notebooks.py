@@ -124,6 +124,23 @@ def points(cell: NotebookNode) -> float:
         return 0.0
 
 
+def exercise_headings(cells) -> dict[str, str]:
+    """The exercise each test cell belongs to: the last "Exercise" heading above it (its hints
+    sit under that heading), else the last section heading. {test grade id: heading}"""
+    exercise: dict[str, str] = {}
+    heading = ""
+    for cell in cells:
+        if role(cell) == "prose":
+            for line in cell.source.splitlines():
+                text = line.lstrip("#").strip()
+                if line.startswith("#") and (text.lower().startswith("exercise") or not heading
+                                             or not heading.lower().startswith("exercise")):
+                    heading = text
+        elif role(cell) == "test" and heading:
+            exercise[grade_id(cell)] = heading
+    return exercise
+
+
 def _role_metadata(role_name: str, gid: str, pts: Any) -> dict:
     meta = {"grade": False, "grade_id": gid, "locked": True, "schema_version": 3,
             "solution": False, "task": False}

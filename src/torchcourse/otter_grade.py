@@ -18,11 +18,9 @@ runs a test cell's code the way the grader's executor runs it and fails with the
 """
 from __future__ import annotations
 
-import builtins
 import copy
 import dataclasses
 import json
-import linecache
 import os
 import re
 from pathlib import Path
@@ -34,6 +32,7 @@ from otter.test_files.abstract_test import TestFile
 
 from .config import Profile
 from .grading import MARKS, Graded, Record
+from .notebook_check import verdict  # the grader's wording, in the student's kernel
 
 # otter's own cells in its student notebook: the init cell and the grader.check cells
 OTTER_CELL = re.compile(r"\A(# Initialize Otter[ \t]*\n)?import otter[ \t]*\ngrader = otter\.Notebook\([^\n]*\)\s*\Z"
@@ -254,71 +253,6 @@ class CourseGrader(AbstractOtterPlugin):
 
 class TestFailed(AssertionError):
     """Raised by run_test with the grader's message; otter shows it under the test's name."""
-
-
-_TEST_FILE = "<test {}>"
-
-
-def _student_frame(tb) -> tuple[int, str] | None:
-    """The innermost traceback entry in a notebook cell (IPython's cell files): (line, function)."""
-    found = None
-    while tb is not None:
-        name = tb.tb_frame.f_code.co_filename
-        if "ipykernel_" in name or name.startswith("<ipython-input") or name.startswith("<cell"):
-            found = (tb.tb_lineno, tb.tb_frame.f_code.co_qualname)
-        tb = tb.tb_next
-    return found
-
-
-def _innermost(tb):
-    last = None
-    while tb is not None:
-        last, tb = tb, tb.tb_next
-    return last
-
-
-def verdict(code: str, label: str, env: dict, cells: dict[str, str] | None = None) -> tuple[str, str]:
-    """Run a test cell's code against the notebook's globals as the grader's executor does
-    (a copy of the globals with the real builtins, asserts on) and return (status, message)
-    with the executor's wording."""
-    from .checks.explain import explain
-
-    g = {k: v for k, v in env.items() if not (hasattr(builtins, k) and k not in ("_",))}
-    g["__builtins__"] = builtins
-    try:
-        compiled = compile(code, _TEST_FILE.format(label), "exec", dont_inherit=True, optimize=0)
-        exec(compiled, g)  # noqa: S102 - the course's own test code, in the student's kernel
-    except AssertionError as err:
-        text = str(err).strip() or "A check in this test failed (it gives no message)."
-        return "fail", text if len(text) <= 1500 else text[:1500] + " [...]"
-    except Exception as err:  # noqa: BLE001
-        where = _student_frame(err.__traceback__)
-        last = _innermost(err.__traceback__)
-        line = ""
-        if last is not None:
-            line = linecache.getline(last.tb_frame.f_code.co_filename, last.tb_lineno)
-        if isinstance(err, NotImplementedError) and where and "raise" in line and "NotImplementedError" in line:
-            name = f"`{where[1]}`" if where[1] != "<module>" else "an answer cell"
-            return "not_attempted", (f"Not attempted: {name} still raises NotImplementedError. Replace "
-                                     "the stub in the cell marked YOUR CODE HERE with your answer.")
-        head = f"{type(err).__name__}: {str(err)[:600]}".rstrip(": ")
-        in_test = last is not None and last.tb_frame.f_code.co_filename == _TEST_FILE.format(label)
-        if where and not in_test:
-            inside = f"in `{where[1]}` " if where[1] != "<module>" else ""
-            cell = (cells or {}).get(where[1].split(".")[0])
-            text = f"Your code raised {head} ({inside}at line {where[0]} of " + (
-                f"cell {cell})." if cell else "your cell).")
-        else:
-            text = f"The test could not use your result: {head}."
-        concept = explain(err)
-        if concept:
-            text += " " + concept
-        return "error", text
-    finally:
-        for key, value in g.items():  # names a test defines stay visible, as in the grader
-            if key != "__builtins__" and not hasattr(builtins, key):
-                env[key] = value
-    return "pass", ""
 
 
 def run_test(env: dict, label: str, case: Any, cells: dict[str, str] | None = None) -> None:
