@@ -181,8 +181,9 @@ def score(assignment: Assignment, nb: NotebookNode, cells: list[Cell], run: RunR
             status = "not_attempted"
             cells = (f"the answer cell {needed[0]} is" if len(needed) == 1 else
                      f"the answer cells {', '.join(needed)} are")
-            message = (f"Not attempted: {cells} still the stub. Replace the line that raises "
-                       "NotImplementedError with your answer.")
+            message = (f"Not attempted: {cells} still as handed out. Replace the line that raises "
+                       "NotImplementedError with your answer (where the cell hands you code to "
+                       "repair, repair it and delete that line).")
         scores[gid] = CellScore(max_points if status == "pass" else 0.0, max_points, status, message)
     return scores, flags
 
