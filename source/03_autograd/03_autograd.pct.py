@@ -185,7 +185,10 @@ checks.expect(_w_grad is None and predictions["w.grad"] is None,
 #    autograd cannot record anything; section 4 explains how.)
 # 2. `autograd_mse_grads(X, y, w, b)` returns the same pair computed by autograd. The caller's
 #    tensors must come out exactly as they went in: same values, same `requires_grad`, same
-#    `.grad`. The returned tensors must not require grad.
+#    `.grad`. The returned tensors must not require grad. And it must work wherever it is
+#    called: a caller that has switched recording off (inside `with torch.no_grad():`, as an
+#    evaluation loop does) gets the same gradients. Section 4 shows the switch that turns
+#    recording back on; come back to this then.
 #
 # <details><summary>Hint 1</summary>
 #
@@ -204,6 +207,8 @@ checks.expect(_w_grad is None and predictions["w.grad"] is None,
 #
 # For the autograd version, work on `w.detach().requires_grad_(True)`: a new leaf with the
 # same values, so the caller's tensor keeps its flags and its `.grad`. Do the same for `b`.
+# Put the whole computation, from the new leaves to `torch.autograd.grad`, inside
+# `with torch.enable_grad():` so that a caller's `no_grad` does not stop the recording.
 # </details>
 
 # %% role="answer" grade_id="mse-grads"
@@ -220,10 +225,11 @@ def mse_grads(X, y, w, b):
 def autograd_mse_grads(X, y, w, b):
     """(dL/dw, dL/db) for the same loss, computed by autograd; the caller's tensors are untouched."""
     ### BEGIN SOLUTION
-    w = w.detach().requires_grad_(True)
-    b = b.detach().requires_grad_(True)
-    loss = ((X @ w + b - y) ** 2).mean()
-    dw, db = torch.autograd.grad(loss, [w, b])
+    with torch.enable_grad():
+        w = w.detach().requires_grad_(True)
+        b = b.detach().requires_grad_(True)
+        loss = ((X @ w + b - y) ** 2).mean()
+        dw, db = torch.autograd.grad(loss, [w, b])
     return dw, db
     ### END SOLUTION
 
@@ -333,6 +339,20 @@ checks.expect(_p.is_leaf and _p.requires_grad and torch.equal(_p.grad, torch.one
               "torch.autograd.grad on a detached copy leaves it alone.")
 checks.expect_close(_dw, _want_w, "the dL/dw for a w that requires grad", rtol=1e-4, atol=1e-5,
                     why="The gradient does not depend on whether the caller's w requires grad.")
+# A caller that has switched recording off, as an evaluation loop does.
+with torch.no_grad():
+    try:
+        _dw, _db = autograd_mse_grads(_X, _y, _w, _b)
+    except RuntimeError as _err:
+        if isinstance(_err, NotImplementedError):
+            raise
+        checks.expect(False, "Called inside torch.no_grad(), your autograd_mse_grads failed "
+                             f"({str(_err).splitlines()[0][:120]}), while the same call with recording on "
+                             "worked. Under no_grad nothing is recorded, so there is no graph to "
+                             "differentiate: do the computation inside `with torch.enable_grad():` "
+                             "(section 4, and Hint 3).")
+checks.expect_close(_dw, _want_w, "the dL/dw from autograd_mse_grads called inside torch.no_grad()",
+                    rtol=1e-4, atol=1e-5, why="The caller's grad mode must not change the gradient.")
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-accumulate"
@@ -1244,7 +1264,8 @@ checks.expect_gradcheck(softmax, [_z3], "softmax",
 # Write `jacobian(f, x)` for a function `f` that maps a 1-D tensor of `n` entries to a 1-D
 # tensor of `m` entries: return the `m × n` tensor `J[i, j] = d f(x)[i] / d x[j]`, with `x`'s
 # dtype and device, not requiring grad. Do not change `x` (nor its flags or `.grad`). Build it
-# from vector-Jacobian products, not with `torch.autograd.functional`.
+# from vector-Jacobian products, not with `torch.autograd.functional`. Like every helper that
+# differentiates, it must also work when called inside `torch.no_grad()`.
 #
 # <details><summary>Hint 1</summary>
 #
@@ -1255,7 +1276,8 @@ checks.expect_gradcheck(softmax, [_z3], "softmax",
 #
 # `torch.autograd.grad` takes the vector as `grad_outputs=` and can keep the graph with
 # `retain_graph=`. It returns a tuple and touches no `.grad`, so rows cannot pile up.
-# Differentiate with respect to a leaf made from `x`'s values, not `x` itself.
+# Differentiate with respect to a leaf made from `x`'s values, not `x` itself, and record
+# inside `with torch.enable_grad():`.
 # </details>
 #
 # <details><summary>Hint 3</summary>
@@ -1267,14 +1289,15 @@ checks.expect_gradcheck(softmax, [_z3], "softmax",
 def jacobian(f, x):
     """The (m, n) Jacobian of f at the 1-D tensor x (n entries), f(x) having m entries."""
     ### BEGIN SOLUTION
-    xx = x.detach().requires_grad_(True)
-    y = f(xx)
-    rows = []
-    for i in range(y.shape[0]):
-        v = torch.zeros_like(y)
-        v[i] = 1
-        (row,) = torch.autograd.grad(y, xx, grad_outputs=v, retain_graph=True)
-        rows.append(row)
+    with torch.enable_grad():
+        xx = x.detach().requires_grad_(True)
+        y = f(xx)
+        rows = []
+        for i in range(y.shape[0]):
+            v = torch.zeros_like(y)
+            v[i] = 1
+            (row,) = torch.autograd.grad(y, xx, grad_outputs=v, retain_graph=True)
+            rows.append(row)
     return torch.stack(rows)
     ### END SOLUTION
 
@@ -1383,6 +1406,19 @@ for _name, _f, _xin in [("a map from 3 to 4 entries", _f1, _x), ("an element-wis
 checks.expect(torch.equal(_x, _x0) and not _x.requires_grad and _x.grad is None,
               "Your jacobian changed x (its values, requires_grad or .grad). Differentiate with respect to a "
               "new leaf made from x's values.")
+# A caller that has switched recording off, as an evaluation loop does.
+with torch.no_grad():
+    try:
+        _J = jacobian(_f2, _x)
+    except RuntimeError as _err:
+        if isinstance(_err, NotImplementedError):
+            raise
+        checks.expect(False, "Called inside torch.no_grad(), your jacobian failed "
+                             f"({str(_err).splitlines()[0][:120]}), while the same call with recording on "
+                             "worked. Under no_grad nothing is recorded, so there is no graph to "
+                             "differentiate: record inside `with torch.enable_grad():` (section 4).")
+checks.expect_close(_J, torch.autograd.functional.jacobian(_f2, _x), "the jacobian called inside torch.no_grad()",
+                    rtol=1e-6, atol=1e-9, why="The caller's grad mode must not change the Jacobian.")
 # x on the meta device (shapes, no data): J and the one-hot vectors must live where x lives.
 _xm = torch.zeros(3, dtype=torch.float64, device="meta")
 try:
