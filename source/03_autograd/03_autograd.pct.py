@@ -1,6 +1,9 @@
 # %% [markdown] role="prose" grade_id="title"
 # # 03 · Automatic differentiation
 #
+# **Time:** about 3 h of work (5,300 words to read, 11 exercises). Run top to bottom, the
+# finished notebook takes under a second.
+#
 # In 01 you watched autograd record a graph while your code ran and walk it once with
 # `backward()`. This notebook opens the machine up: which tensors receive gradients, how the
 # chain rule runs over the record, why gradients pile up, how to switch recording off and
@@ -1585,16 +1588,23 @@ _w2.grad = None
 # straight-through estimator, gradient reversal); or you can save **less memory** than the
 # composed version would.
 #
-# A subclass of `torch.autograd.Function` has two static methods:
-# - `forward(ctx, *inputs)` computes the output. It runs with recording off, so autograd does
-#   not see inside it: it treats the whole function as one node. Keep what backward needs on
-#   `ctx`: tensors with `ctx.save_for_backward(...)` (they get the version check of section 7,
-#   and are freed after backward), other values as attributes (`ctx.beta = beta`).
+# A subclass of `torch.autograd.Function` has three static methods:
+# - `forward(*inputs)` computes the output. It runs with recording off, so autograd does not
+#   see inside it: it treats the whole function as one node.
+# - `setup_context(ctx, inputs, output)` keeps on `ctx` what backward will need, given the
+#   inputs of forward (as a tuple) and its output: tensors with `ctx.save_for_backward(...)`
+#   (they get the version check of section 7, and are freed after backward), other values as
+#   attributes (`ctx.beta = beta`).
 # - `backward(ctx, grad_output)` receives the gradient with respect to the output and returns
 #   **one value per input of forward, in order**: the gradient with respect to that input,
 #   shaped like it, or `None` for an input that is not a tensor (or needs no gradient). Your
 #   node is one link of the chain: multiply the incoming gradient by your local derivative.
 #   Read the saved tensors back with `ctx.saved_tensors`.
+#
+# You will also meet an older style, `forward(ctx, *inputs)`, which computes and fills `ctx` in
+# one method. It still works with `backward()`, but `torch.func`'s transforms (`grad`, `vmap`,
+# `jacrev`: PyTorch's functional, JAX-like API) can only use a Function whose `forward` is
+# free of `ctx`, so current code keeps the two jobs apart.
 #
 # You call it as `MyFunction.apply(...)`, never `forward` directly. Autograd trusts your
 # backward blindly, so prove it: `torch.autograd.gradcheck(fn, inputs)` compares it with
@@ -1609,9 +1619,10 @@ _w2.grad = None
 #
 # ### Exercise 11 · A stable softplus
 #
-# Complete `Softplus`: `forward(ctx, x, beta)` returns the stable softplus of the tensor `x`
-# for a positive Python float `beta`; `backward(ctx, grad_output)` returns the gradients for
-# `x` and for `beta` (which is not a tensor). `softplus(x, beta=1.0)` applies it. Before you
+# Complete `Softplus`: `forward(x, beta)` returns the stable softplus of the tensor `x` for a
+# positive Python float `beta`; `setup_context(ctx, inputs, output)` keeps what backward needs;
+# `backward(ctx, grad_output)` returns the gradients for `x` and for `beta` (which is not a
+# tensor). It must work under `torch.func.grad` too. `softplus(x, beta=1.0)` applies it. Before you
 # run the tests, prove your backward yourself in a scratch cell:
 # `torch.autograd.gradcheck(lambda t: softplus(t, 2.0), [torch.randn(6, dtype=torch.float64, requires_grad=True)])`
 # returns `True`, or raises with the numeric and analytical Jacobians side by side.
@@ -1624,9 +1635,9 @@ _w2.grad = None
 #
 # <details><summary>Hint 2</summary>
 #
-# Which values does backward need to compute the derivative? Tensors travel through
-# `ctx.save_for_backward(...)` and come back as the tuple `ctx.saved_tensors`; plain numbers
-# go onto `ctx` as attributes.
+# Which values does backward need to compute the derivative? In `setup_context`, unpack
+# `x, beta = inputs`; tensors travel through `ctx.save_for_backward(...)` and come back as the
+# tuple `ctx.saved_tensors`; plain numbers go onto `ctx` as attributes.
 # </details>
 #
 # <details><summary>Hint 3</summary>
@@ -1639,13 +1650,20 @@ _w2.grad = None
 # %% role="answer" grade_id="softplus"
 class Softplus(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, beta):
+    def forward(x, beta):
         """log(1 + exp(beta * x)) / beta, computed without overflow."""
         ### BEGIN SOLUTION
-        ctx.save_for_backward(x)
-        ctx.beta = beta
         z = beta * x
         return (torch.clamp(z, min=0) + torch.log1p(torch.exp(-z.abs()))) / beta
+        ### END SOLUTION
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        """Keep on ctx what backward needs."""
+        ### BEGIN SOLUTION
+        x, beta = inputs
+        ctx.save_for_backward(x)
+        ctx.beta = beta
         ### END SOLUTION
 
     @staticmethod
@@ -1750,6 +1768,19 @@ checks.expect(bool(torch.isfinite(_gb).all()),
 checks.expect_close(_gb, torch.sigmoid(_big.detach()), "the gradient of softplus at large inputs", rtol=1e-5, atol=1e-6,
                     why="The derivative of softplus is sigmoid(beta * x), near 1 for large x and near 0 "
                         "for very negative x.")
+# torch.func.grad: the functional transforms need forward and setup_context apart.
+try:
+    _gf = torch.func.grad(lambda t: softplus(t, 2.0).sum())(_x)
+except RuntimeError as _err:
+    if isinstance(_err, NotImplementedError):
+        raise
+    checks.expect("setup_context" not in str(_err),
+                  "torch.func.grad could not differentiate through Softplus: its forward takes ctx, the "
+                  "older combined style. Write forward(x, beta) without ctx, and fill ctx in "
+                  "setup_context(ctx, inputs, output) (section 10).")
+    raise
+checks.expect_close(_gf, torch.sigmoid(2.0 * _x), "the gradient of softplus(x, 2.0).sum() from torch.func.grad",
+                    rtol=1e-9, atol=1e-12, why="torch.func.grad runs the same backward as autograd does.")
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-softplus-saved" points=2

@@ -1,6 +1,9 @@
 # %% [markdown] role="prose" grade_id="title"
 # # 05 · Training: losses, optimisers and the loop
 #
+# **Time:** about 3 h of work (5,100 words to read, 11 exercises). Run top to bottom, the
+# finished notebook takes about 2 s.
+#
 # PyTorch hands you the parts of training and leaves the assembly to you. A **loss** turns the
 # model's outputs into one number that says how wrong they are; **autograd** turns that number
 # into a gradient for every parameter; an **optimiser** turns gradients into changes of the
@@ -707,6 +710,13 @@ checks.expect_close(_mean, sum(_seen) / len(_seen), "The mean loss train_epoch r
 #   very tensors; does so inside `torch.no_grad()`, since an update is not part of the model's
 #   computation and autograd refuses in-place changes to leaves that require grad; and skips
 #   parameters whose `.grad` is `None` (frozen, or unused by this loss).
+# - `step(closure=None)` is the standard signature. A few optimisers (L-BFGS) must evaluate
+#   the loss several times per step, so every optimiser accepts a `closure`: a function that
+#   clears the gradients, recomputes the loss, calls `backward()` and returns the loss. When
+#   one is given, `step` calls it first, with recording switched on (`torch.enable_grad()`,
+#   since `step` itself runs without it), and returns the loss it got; otherwise it returns
+#   `None`. Code written for any optimiser (a training library, a scheduler test) may pass
+#   one, so yours must accept it too.
 # - `zero_grad()` is inherited: you do not write it.
 #
 # ### Exercise 5 · `MomentumSGD`
@@ -714,8 +724,9 @@ checks.expect_close(_mean, sum(_seen) / len(_seen), "The mean loss train_epoch r
 # Complete `MomentumSGD(params, lr, momentum=0.0, weight_decay=0.0)`. Its updates must match
 # those of `torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)` to
 # float precision, with parameter groups, learning rates changed between steps, and
-# parameters without gradients; and its momentum buffers must live in `self.state`, where
-# `state_dict()` finds them.
+# parameters without gradients; its momentum buffers must live in `self.state`, where
+# `state_dict()` finds them; and `step(closure=None)` must handle a closure as described
+# above.
 #
 # <details><summary>Hint 1</summary>
 #
@@ -745,9 +756,13 @@ class MomentumSGD(torch.optim.Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
         ### END SOLUTION
 
-    def step(self):
-        """Update every parameter that has a gradient, once."""
+    def step(self, closure=None):
+        """Update every parameter that has a gradient, once. Returns the closure's loss, if given."""
         ### BEGIN SOLUTION
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         with torch.no_grad():
             for group in self.param_groups:
                 lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
@@ -765,6 +780,7 @@ class MomentumSGD(torch.optim.Optimizer):
                             state["momentum_buffer"].mul_(mu).add_(g)
                         g = state["momentum_buffer"]
                     p.add_(g, alpha=-lr)
+        return loss
         ### END SOLUTION
 
 
@@ -845,6 +861,40 @@ checks.expect(len(_saved) == len(list(_net.parameters()))
               "optimizer.state_dict() does not contain them: a checkpoint would lose them and a resumed run "
               "would restart without its velocity (section 5, and 08). Keep per-parameter memory in "
               "self.state[p], a dict that the base class creates for you.")
+# step(closure): the closure recomputes the loss and its gradients; step runs it first, with
+# recording on, and returns its loss. Compared with torch.optim.SGD given the same closure.
+_closure_nets = (_make_net(), _make_net())
+_closure_opts = (MomentumSGD(_closure_nets[0].parameters(), **_cfg),
+                 torch.optim.SGD(_closure_nets[1].parameters(), **_cfg))
+_returned = []
+for _m, _o in zip(_closure_nets, _closure_opts):
+    def _closure(_m=_m, _o=_o):
+        _o.zero_grad()
+        _loss = F.mse_loss(_m(_data[0][0]), _data[0][1])
+        _loss.backward()
+        return _loss
+    try:
+        with torch.no_grad():  # step must switch recording on for the closure itself
+            _returned.append(_o.step(_closure))
+    except TypeError as _err:
+        checks.expect("positional argument" not in str(_err) and "unexpected keyword" not in str(_err),
+                      "MomentumSGD.step does not accept a closure: every torch optimiser's step has the "
+                      "signature step(closure=None), and code written for any optimiser may pass one "
+                      "(section 5).")
+        raise
+    except RuntimeError as _err:
+        checks.expect("does not require grad" not in str(_err),
+                      "MomentumSGD.step called the closure while recording was off, so its backward() "
+                      "found no graph. Call the closure inside `with torch.enable_grad():`: step runs "
+                      "without recording, but the closure must record (section 5).")
+        raise
+checks.expect(torch.is_tensor(_returned[0]) and torch.equal(_returned[0], _returned[1]),
+              "MomentumSGD.step(closure) should return the loss the closure returned (and None when "
+              "there is no closure), as torch's optimisers do.")
+checks.expect(_same([_q.detach() for _q in _closure_nets[0].parameters()],
+                    [_q.detach() for _q in _closure_nets[1].parameters()]),
+              "With a closure, MomentumSGD.step did not update as torch.optim.SGD does: call the closure "
+              "first (it computes fresh gradients), then update with those gradients.")
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-momentum-sgd-groups" points=2

@@ -1,6 +1,9 @@
 # %% [markdown] role="prose" grade_id="title"
 # # 07 · Evaluation and inference
 #
+# **Time:** about 2 h of work (3,600 words to read, 7 exercises). Run top to bottom, the finished
+# notebook takes under a second.
+#
 # Training changes a model; evaluation measures it; inference uses it. The last two must not
 # change anything, and that is harder than it sounds: by default a PyTorch model behaves as if
 # it were still training, records a gradient graph for every forward pass, and quietly edits
