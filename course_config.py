@@ -15,7 +15,7 @@ c.Course.assignments = {
     "02_tensors": 45,
     "03_autograd": 48,
     "04_models": 37,
-    "05_training": 45,
+    "05_training": 49,
     "06_data": 32,
     "07_evaluation": 36,
     "08_serialization": 35,
