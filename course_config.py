@@ -12,7 +12,7 @@ c.CourseDirectory.solution_directory = "solutions"  # nbgrader's default is "sol
 # assignment whose notebook adds up to a different total, so this list is also a checksum.
 c.Course.assignments = {
     "01_introduction": 22,
-    "02_tensors": 45,
+    "02_tensors": 52,
     "03_autograd": 48,
     "04_models": 37,
     "05_training": 49,
