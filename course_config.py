@@ -16,7 +16,7 @@ c.Course.assignments = {
     "03_autograd": 48,
     "04_models": 37,
     "05_training": 49,
-    "06_data": 32,
+    "06_data": 36,
     "07_evaluation": 36,
     "08_serialization": 35,
     "09_cnn": 30,
