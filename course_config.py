@@ -18,7 +18,7 @@ c.Course.assignments = {
     "05_training": 49,
     "06_data": 36,
     "07_evaluation": 36,
-    "08_serialization": 35,
+    "08_serialization": 37,
     "09_cnn": 30,
     "10_sequences": 28,
 }
