@@ -1392,7 +1392,12 @@ checks.expect(_mark.calls == _after_build and all(float(_v.max()) <= 1.0 for _v 
 _val_ids = _identify(_va, marked=False)
 _calls = _mark.calls
 _first = _tr[0][0]
-checks.expect(_mark.calls > _calls and float(_first.min()) >= 99.0,
+_marked = float(_first.min()) >= 99.0
+checks.expect(_mark.calls > _calls or not _marked,
+              "Training samples come back augmented, but augment was not called when one was read: the "
+              "augmented images were computed in advance, so every epoch sees the same versions. Augment "
+              "at every access: give the training DigitsDataset transform=augment.")
+checks.expect(_mark.calls > _calls and _marked,
               "Training samples come back without augmentation: augment was not called when a training "
               "sample was read. Give the training DigitsDataset transform=augment; it calls it in __getitem__.")
 _tr[0]
