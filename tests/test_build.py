@@ -71,6 +71,7 @@ def test_source_is_consistent(course, aid):
     check_source(course, aid)  # twin in sync, points match course_config.py, solution regions present
     cells = read_notebook(course.source_notebook(aid)).cells
     assert cells[0].cell_type == "markdown" and "By the end of this notebook" in cells[0].source
+    assert "**Time:** about" in cells[0].source, "no expected time under the title: run scripts/expected-time"
     assert any("<details><summary>Hint" in c.source for c in cells if role(c) == "prose")
 
 

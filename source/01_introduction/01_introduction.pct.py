@@ -1,6 +1,9 @@
 # %% [markdown] role="prose" grade_id="title"
 # # 01 · What PyTorch is, and why its graphs are dynamic
 #
+# **Time:** about 1 h 15 min of work (2,200 words to read, 5 exercises). Run top to bottom, the
+# finished notebook takes under a second.
+#
 # PyTorch is three things working together: **tensors** (arrays that know their shape, type and
 # device), **automatic differentiation** (gradients computed for you by recording what you do),
 # and **plain Python** to glue them. There is no separate language for models: a model is a
@@ -120,6 +123,18 @@ checks.expect(predictions["b.grad"] is None,
 # So an ordinary `if` or `while` that looks at a tensor's *value* simply decides which
 # operations get recorded this time. Two inputs can produce two differently shaped graphs from
 # the same function, and autograd differentiates whichever path actually ran.
+#
+# Graphs did not go away in PyTorch 2; they became optional and automatic. `torch.compile(fn)`
+# watches `fn` run, captures the tensor operations it sees into a graph, and hands that graph to
+# a compiler that fuses operations into faster kernels. Where Python does something it cannot
+# capture (a branch on a tensor's value, a `print`), it splits the graph there, lets Python run
+# that part as usual, and records a *guard*: the condition under which the captured graph is
+# still valid, such as "`x` is still a float32 of this shape". Call it again with inputs that
+# break a guard and it captures again. `torch.export` goes further and must capture the whole
+# program as one graph, with no Python left, so that it can run where Python cannot (a phone, a
+# C++ server); it refuses a branch on data unless you rewrite it with `torch.cond`. So you
+# write and debug define-by-run code, and compile or export it when speed or deployment asks
+# for a graph (14 · Performance and 15 · Deployment do both).
 #
 # ### Exercise 2 · A function whose graph depends on its input
 #

@@ -1,6 +1,9 @@
 # %% [markdown] role="prose" grade_id="title"
 # # 02 · Tensors, operations and the memory model
 #
+# **Time:** about 3 h 30 min of work (5,600 words to read, 14 exercises). Run top to bottom, the
+# finished notebook takes under a second.
+#
 # Every input a model reads, every weight it learns and every gradient it computes is a
 # tensor. Most PyTorch bugs are not mathematical but structural: a shape that broadcast where
 # it should have failed, a dtype a loss refuses, a "copy" that was secretly a window onto
@@ -1458,6 +1461,202 @@ checks.expect(_count_large.total <= _count_small.total + 2,
               f"{_count_large.total} for 40 × 60 points of 8 features: the number of calls grows with the input, "
               "the mark of a Python loop (over points or over features). Let broadcasting pair every a[i] with "
               "every b[j] in one expression, and reduce over the features in one call.")
+### END HIDDEN TESTS
+
+# %% [markdown] role="prose" grade_id="md-indexing"
+# ## 9 · Selecting and joining: masks, `where`, `gather`, `cat` and `stack`
+#
+# Slices (`x[1:3]`, `x[:, 0]`) pick evenly spaced entries, so they are views (section 7). The
+# other ways of selecting pick entries that need not be evenly spaced, so they **copy**:
+#
+# - **A boolean mask.** `x > 0` is a `bool` tensor shaped like `x`; `x[mask]` returns the
+#   selected entries as a new 1-D tensor, in row-major order. On the left of `=`, it writes
+#   into `x` itself: `x[mask] = 0` changes the caller's tensor in place.
+# - **`torch.where(cond, a, b)`** chooses element by element: `a` where `cond` is true, `b`
+#   elsewhere, with broadcasting, in a new tensor. It is the out-of-place way to "replace the
+#   entries where ...".
+# - **Integer indices.** `x[idx]` with an int64 tensor `idx` picks whole rows, in any order,
+#   repeats allowed. To pick *one entry per row*, at a column that differs from row to row (the
+#   score of each sample's true class, say), use `x.gather(1, idx)`: `idx` has as many
+#   dimensions as `x`, and `out[i, j] = x[i, idx[i, j]]`. The tempting `x[:, targets]` is
+#   something else: every row, at every target's column, an `(N, N)` table.
+# - **Joining.** `torch.cat(tensors, dim)` joins along an *existing* dimension: the sizes along
+#   it add up. `torch.stack(tensors, dim)` adds a *new* dimension at `dim`: the shapes must be
+#   equal, and the result has one dimension more. Stack two `(N, D)` tensors on `dim=1` and
+#   you get `(N, 2, D)`, where row `i` holds the pair `(a[i], b[i])`.
+#
+# Missing values meet masks early in practice: a sensor that failed shows up as `nan`, and
+# `nan` poisons every sum it touches. `torch.isnan(x)` finds them; `torch.nanmean` averages
+# what is left.
+#
+# ### Exercise 14 · Pick, mask and join
+#
+# Write three functions, each with tensor operations (no Python loop over rows or entries), on
+# the inputs' device, leaving the inputs unchanged:
+#
+# - `true_class_scores(logits, targets)`: `logits` is `(N, C)`, `targets` is `(N,)` int64;
+#   return the `(N,)` tensor whose entry `i` is `logits[i, targets[i]]`, for any `N`, `N = 1`
+#   included.
+# - `fill_missing(x)`: `x` is a float `(N, D)` table that may hold `nan`s; return a copy in
+#   which every `nan` is replaced by the mean of the values present in its **column** (every
+#   column has at least one). The values that were present stay exactly as they were.
+# - `interleave(a, b)`: `a` and `b` have the same shape `(N, ...)`; return the `(2N, ...)`
+#   tensor whose rows are `a[0], b[0], a[1], b[1], ...`.
+#
+# <details><summary>Hint 1</summary>
+#
+# `gather` wants an index with as many dimensions as `logits`: `targets.unsqueeze(1)` is
+# `(N, 1)`, and the result is `(N, 1)` too. Remove exactly that dimension, `squeeze(1)`: a bare
+# `squeeze()` also removes the batch dimension when `N = 1`.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `torch.isnan(x)` is the mask; `torch.nanmean(x, dim=0, keepdim=True)` is a `(1, D)` row of
+# column means that broadcasts against `x`; `torch.where` does the replacing without touching
+# `x`.
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# `torch.stack([a, b], dim=1)` pairs `a[i]` with `b[i]`; a `reshape` then flattens the first
+# two dimensions, keeping the others: `(2 * N, *a.shape[1:])`, or `-1` for the first size.
+# </details>
+
+# %% role="answer" grade_id="indexing"
+def true_class_scores(logits, targets):
+    """(N, C) scores and (N,) class ids -> (N,) score of each row's class."""
+    ### BEGIN SOLUTION
+    return logits.gather(1, targets.unsqueeze(1)).squeeze(1)
+    ### END SOLUTION
+
+
+def fill_missing(x):
+    """A copy of x (N, D) with each nan replaced by the mean of the values present in its column."""
+    ### BEGIN SOLUTION
+    return torch.where(torch.isnan(x), torch.nanmean(x, dim=0, keepdim=True), x)
+    ### END SOLUTION
+
+
+def interleave(a, b):
+    """Rows a[0], b[0], a[1], b[1], ... of two tensors of the same shape (N, ...)."""
+    ### BEGIN SOLUTION
+    return torch.stack([a, b], dim=1).reshape(-1, *a.shape[1:])
+    ### END SOLUTION
+
+
+# %% role="test" grade_id="test-indexing-sanity" points=1
+_logits = torch.tensor([[0.1, 0.9, 0.0], [2.0, -1.0, 0.5]], device=checks.DEVICE)
+_s = true_class_scores(_logits, torch.tensor([1, 2], device=checks.DEVICE))
+checks.expect_tensor(_s, "Your true_class_scores for 2 rows", shape=(2,),
+                     why="One score per row: logits[i, targets[i]].")
+checks.expect_close(_s, torch.tensor([0.9, 0.5], device=checks.DEVICE), "Your true_class_scores for 2 rows")
+_x = torch.tensor([[1.0, float("nan")], [3.0, 4.0], [float("nan"), 6.0]], device=checks.DEVICE)
+_f = fill_missing(_x)
+checks.expect_tensor(_f, "Your fill_missing of a (3, 2) table", shape=(3, 2))
+checks.expect(not bool(torch.isnan(_f).any()), "The result of fill_missing still holds nan.")
+_i = interleave(torch.zeros(2, 3, device=checks.DEVICE), torch.ones(2, 3, device=checks.DEVICE))
+checks.expect_tensor(_i, "Your interleave of two (2, 3) tensors", shape=(4, 3),
+                     why="Two tensors of N rows give 2N rows.")
+print("scores:", _s.tolist(), "| filled:", _f.tolist(), "| interleaved first column:", _i[:, 0].tolist())
+
+# %% role="test" grade_id="test-true-class" points=2
+# Hidden tests: other sizes (N = C, N = 1), a comparison with a loop, the inputs unchanged, and
+# the number of torch calls for small and large batches.
+### BEGIN HIDDEN TESTS
+for _N, _C in [(7, 5), (6, 6), (1, 4)]:
+    with checks.seeded(_N + 10 * _C):
+        _logits = torch.randn(_N, _C, device=checks.DEVICE)
+        _targets = torch.randint(0, _C, (_N,), device=checks.DEVICE)
+    _l0, _t0 = _logits.clone(), _targets.clone()
+    _name = f"Your true_class_scores for {_N} rows and {_C} classes"
+    try:
+        _got = true_class_scores(_logits, _targets)
+    except RuntimeError as _err:
+        if isinstance(_err, NotImplementedError):
+            raise
+        checks.expect("same number of dimensions" not in str(_err),
+                      f"{_name} failed: gather needs an index with as many dimensions as the tensor it "
+                      f"reads ({str(_err).splitlines()[0][:100]}). Make targets (N, 1) with unsqueeze(1) "
+                      "(see Hint 1).")
+        raise
+    checks.expect(torch.equal(_logits, _l0) and torch.equal(_targets, _t0), f"{_name} changed its inputs.")
+    if type(_got) is torch.Tensor and tuple(_got.shape) == (_N, _N) and _N > 1:
+        checks.expect(False, f"{_name} returned an ({_N}, {_N}) table: logits[:, targets] takes every row at "
+                             "every target's column. One entry per row is logits.gather(1, ...) (section 9), "
+                             "or logits[torch.arange(N), targets].")
+    if type(_got) is torch.Tensor and _N == 1 and tuple(_got.shape) == ():
+        checks.expect(False, f"{_name} returned a 0-d tensor for a batch of one row: a bare squeeze() "
+                             "removed the batch dimension too. Squeeze only the dimension gather added, "
+                             "squeeze(1) (see Hint 1).")
+    checks.expect_tensor(_got, _name, shape=(_N,), dtype=_logits.dtype, device=checks.DEVICE)
+    _want = torch.stack([_logits[_i, _targets[_i]] for _i in range(_N)])
+    checks.expect_close(_got, _want, _name, rtol=0, atol=0, why="Entry i is logits[i, targets[i]], exactly.")
+with checks.seeded(3):
+    _small = (torch.randn(4, 3, device=checks.DEVICE), torch.randint(0, 3, (4,), device=checks.DEVICE))
+    _large = (torch.randn(400, 3, device=checks.DEVICE), torch.randint(0, 3, (400,), device=checks.DEVICE))
+_, _c_small = checks.count_torch_calls(true_class_scores, *_small)
+_, _c_large = checks.count_torch_calls(true_class_scores, *_large)
+checks.expect(_c_large.total <= _c_small.total + 2,
+              f"Your true_class_scores made {_c_small.total} torch calls for 4 rows and {_c_large.total} for "
+              "400: it loops over the rows in Python. gather picks every row's entry in one call.")
+### END HIDDEN TESTS
+
+# %% role="test" grade_id="test-fill-missing" points=2
+# Hidden tests: a table with nans in several columns, compared with column means computed one by
+# one, with the input unchanged and the present values untouched.
+### BEGIN HIDDEN TESTS
+with checks.seeded(5):
+    _x = torch.randn(9, 4, device=checks.DEVICE) * 3 + torch.arange(4.0, device=checks.DEVICE) * 10
+    _holes = torch.rand(9, 4, device=checks.DEVICE) < 0.3
+    _holes[0] = False                       # every column keeps at least one value
+    _holes[1, 2] = True
+    _x[_holes] = float("nan")
+_x0 = _x.clone()
+_got = fill_missing(_x)
+checks.expect(torch.equal(torch.isnan(_x), torch.isnan(_x0)) and torch.equal(torch.nan_to_num(_x), torch.nan_to_num(_x0)),
+              "Your fill_missing changed its input: x[mask] = ... writes into the caller's tensor. Build "
+              "a new tensor (torch.where, or a clone) and leave x as it was.")
+checks.expect_tensor(_got, "The result of fill_missing for a (9, 4) table", shape=(9, 4), dtype=torch.float32,
+                     device=checks.DEVICE)
+checks.expect(not bool(torch.isnan(_got).any()),
+              "The result of fill_missing still holds nan: a mean that includes a nan is nan. Average only "
+              "the values present (torch.nanmean, or a sum of the present values divided by their count).")
+_present = ~_holes
+checks.expect(torch.equal(_got[_present], _x0[_present]),
+              "Your fill_missing changed values that were present. Replace only the nan entries.")
+_cols = torch.stack([_x0[:, _j][_present[:, _j]].mean() for _j in range(4)])
+_rows = torch.stack([_x0[_i][_present[_i]].mean() for _i in range(9)])
+if torch.allclose(_got[_holes], _rows[:, None].expand(9, 4)[_holes], rtol=1e-5, atol=1e-5):
+    checks.expect(False, "Your fill_missing filled each nan with the mean of its row. The exercise asks for "
+                         "its column: the mean of that feature over the other samples (dim=0).")
+checks.expect_close(_got[_holes], _cols[None, :].expand(9, 4)[_holes], "the values fill_missing put in place of the nans",
+                    rtol=1e-5, atol=1e-5, why="Each nan becomes the mean of the values present in its column.")
+### END HIDDEN TESTS
+
+# %% role="test" grade_id="test-interleave" points=2
+# Hidden tests: 2-D and 3-D inputs, compared with rows taken one by one.
+### BEGIN HIDDEN TESTS
+for _shape in [(4, 3), (3, 2, 5), (1, 6)]:
+    with checks.seeded(len(_shape) + _shape[0]):
+        _a = torch.randn(*_shape, device=checks.DEVICE)
+        _b = torch.randn(*_shape, device=checks.DEVICE)
+    _name = f"Your interleave of two tensors of shape {_shape}"
+    _want = torch.stack([_r for _i in range(_shape[0]) for _r in (_a[_i], _b[_i])])
+    try:
+        _got = interleave(_a, _b)
+    except RuntimeError as _err:
+        if isinstance(_err, NotImplementedError):
+            raise
+        checks.expect(False, f"{_name} failed ({str(_err).splitlines()[0][:100]}). The rows may have more than "
+                             "one dimension: keep every dimension after the first, a.shape[1:] (see Hint 3).")
+    checks.expect_tensor(_got, _name, shape=(2 * _shape[0],) + tuple(_shape[1:]), device=checks.DEVICE,
+                         why="2N rows, each shaped like a row of a.")
+    if _shape[0] > 1 and torch.equal(_got, torch.cat([_a, _b])):
+        checks.expect(False, f"{_name} gives a[0], a[1], ..., then b[0], b[1], ...: the tensors were joined "
+                             "end to end (cat, or stack on dim=0). Pair a[i] with b[i] first: stack on dim=1 "
+                             "(section 9).")
+    checks.expect(torch.equal(_got, _want), f"{_name} does not hold the rows a[0], b[0], a[1], b[1], ... in that order.")
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-summary"

@@ -1,6 +1,9 @@
 # %% [markdown] role="prose" grade_id="title"
 # # 03 · Automatic differentiation
 #
+# **Time:** about 3 h of work (5,300 words to read, 11 exercises). Run top to bottom, the
+# finished notebook takes under a second.
+#
 # In 01 you watched autograd record a graph while your code ran and walk it once with
 # `backward()`. This notebook opens the machine up: which tensors receive gradients, how the
 # chain rule runs over the record, why gradients pile up, how to switch recording off and
@@ -185,7 +188,10 @@ checks.expect(_w_grad is None and predictions["w.grad"] is None,
 #    autograd cannot record anything; section 4 explains how.)
 # 2. `autograd_mse_grads(X, y, w, b)` returns the same pair computed by autograd. The caller's
 #    tensors must come out exactly as they went in: same values, same `requires_grad`, same
-#    `.grad`. The returned tensors must not require grad.
+#    `.grad`. The returned tensors must not require grad. And it must work wherever it is
+#    called: a caller that has switched recording off (inside `with torch.no_grad():`, as an
+#    evaluation loop does) gets the same gradients. Section 4 shows the switch that turns
+#    recording back on; come back to this then.
 #
 # <details><summary>Hint 1</summary>
 #
@@ -204,6 +210,8 @@ checks.expect(_w_grad is None and predictions["w.grad"] is None,
 #
 # For the autograd version, work on `w.detach().requires_grad_(True)`: a new leaf with the
 # same values, so the caller's tensor keeps its flags and its `.grad`. Do the same for `b`.
+# Put the whole computation, from the new leaves to `torch.autograd.grad`, inside
+# `with torch.enable_grad():` so that a caller's `no_grad` does not stop the recording.
 # </details>
 
 # %% role="answer" grade_id="mse-grads"
@@ -220,10 +228,11 @@ def mse_grads(X, y, w, b):
 def autograd_mse_grads(X, y, w, b):
     """(dL/dw, dL/db) for the same loss, computed by autograd; the caller's tensors are untouched."""
     ### BEGIN SOLUTION
-    w = w.detach().requires_grad_(True)
-    b = b.detach().requires_grad_(True)
-    loss = ((X @ w + b - y) ** 2).mean()
-    dw, db = torch.autograd.grad(loss, [w, b])
+    with torch.enable_grad():
+        w = w.detach().requires_grad_(True)
+        b = b.detach().requires_grad_(True)
+        loss = ((X @ w + b - y) ** 2).mean()
+        dw, db = torch.autograd.grad(loss, [w, b])
     return dw, db
     ### END SOLUTION
 
@@ -333,6 +342,20 @@ checks.expect(_p.is_leaf and _p.requires_grad and torch.equal(_p.grad, torch.one
               "torch.autograd.grad on a detached copy leaves it alone.")
 checks.expect_close(_dw, _want_w, "the dL/dw for a w that requires grad", rtol=1e-4, atol=1e-5,
                     why="The gradient does not depend on whether the caller's w requires grad.")
+# A caller that has switched recording off, as an evaluation loop does.
+with torch.no_grad():
+    try:
+        _dw, _db = autograd_mse_grads(_X, _y, _w, _b)
+    except RuntimeError as _err:
+        if isinstance(_err, NotImplementedError):
+            raise
+        checks.expect(False, "Called inside torch.no_grad(), your autograd_mse_grads failed "
+                             f"({str(_err).splitlines()[0][:120]}), while the same call with recording on "
+                             "worked. Under no_grad nothing is recorded, so there is no graph to "
+                             "differentiate: do the computation inside `with torch.enable_grad():` "
+                             "(section 4, and Hint 3).")
+checks.expect_close(_dw, _want_w, "the dL/dw from autograd_mse_grads called inside torch.no_grad()",
+                    rtol=1e-4, atol=1e-5, why="The caller's grad mode must not change the gradient.")
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-accumulate"
@@ -1244,7 +1267,8 @@ checks.expect_gradcheck(softmax, [_z3], "softmax",
 # Write `jacobian(f, x)` for a function `f` that maps a 1-D tensor of `n` entries to a 1-D
 # tensor of `m` entries: return the `m × n` tensor `J[i, j] = d f(x)[i] / d x[j]`, with `x`'s
 # dtype and device, not requiring grad. Do not change `x` (nor its flags or `.grad`). Build it
-# from vector-Jacobian products, not with `torch.autograd.functional`.
+# from vector-Jacobian products, not with `torch.autograd.functional`. Like every helper that
+# differentiates, it must also work when called inside `torch.no_grad()`.
 #
 # <details><summary>Hint 1</summary>
 #
@@ -1255,7 +1279,8 @@ checks.expect_gradcheck(softmax, [_z3], "softmax",
 #
 # `torch.autograd.grad` takes the vector as `grad_outputs=` and can keep the graph with
 # `retain_graph=`. It returns a tuple and touches no `.grad`, so rows cannot pile up.
-# Differentiate with respect to a leaf made from `x`'s values, not `x` itself.
+# Differentiate with respect to a leaf made from `x`'s values, not `x` itself, and record
+# inside `with torch.enable_grad():`.
 # </details>
 #
 # <details><summary>Hint 3</summary>
@@ -1267,14 +1292,15 @@ checks.expect_gradcheck(softmax, [_z3], "softmax",
 def jacobian(f, x):
     """The (m, n) Jacobian of f at the 1-D tensor x (n entries), f(x) having m entries."""
     ### BEGIN SOLUTION
-    xx = x.detach().requires_grad_(True)
-    y = f(xx)
-    rows = []
-    for i in range(y.shape[0]):
-        v = torch.zeros_like(y)
-        v[i] = 1
-        (row,) = torch.autograd.grad(y, xx, grad_outputs=v, retain_graph=True)
-        rows.append(row)
+    with torch.enable_grad():
+        xx = x.detach().requires_grad_(True)
+        y = f(xx)
+        rows = []
+        for i in range(y.shape[0]):
+            v = torch.zeros_like(y)
+            v[i] = 1
+            (row,) = torch.autograd.grad(y, xx, grad_outputs=v, retain_graph=True)
+            rows.append(row)
     return torch.stack(rows)
     ### END SOLUTION
 
@@ -1383,6 +1409,19 @@ for _name, _f, _xin in [("a map from 3 to 4 entries", _f1, _x), ("an element-wis
 checks.expect(torch.equal(_x, _x0) and not _x.requires_grad and _x.grad is None,
               "Your jacobian changed x (its values, requires_grad or .grad). Differentiate with respect to a "
               "new leaf made from x's values.")
+# A caller that has switched recording off, as an evaluation loop does.
+with torch.no_grad():
+    try:
+        _J = jacobian(_f2, _x)
+    except RuntimeError as _err:
+        if isinstance(_err, NotImplementedError):
+            raise
+        checks.expect(False, "Called inside torch.no_grad(), your jacobian failed "
+                             f"({str(_err).splitlines()[0][:120]}), while the same call with recording on "
+                             "worked. Under no_grad nothing is recorded, so there is no graph to "
+                             "differentiate: record inside `with torch.enable_grad():` (section 4).")
+checks.expect_close(_J, torch.autograd.functional.jacobian(_f2, _x), "the jacobian called inside torch.no_grad()",
+                    rtol=1e-6, atol=1e-9, why="The caller's grad mode must not change the Jacobian.")
 # x on the meta device (shapes, no data): J and the one-hot vectors must live where x lives.
 _xm = torch.zeros(3, dtype=torch.float64, device="meta")
 try:
@@ -1549,16 +1588,23 @@ _w2.grad = None
 # straight-through estimator, gradient reversal); or you can save **less memory** than the
 # composed version would.
 #
-# A subclass of `torch.autograd.Function` has two static methods:
-# - `forward(ctx, *inputs)` computes the output. It runs with recording off, so autograd does
-#   not see inside it: it treats the whole function as one node. Keep what backward needs on
-#   `ctx`: tensors with `ctx.save_for_backward(...)` (they get the version check of section 7,
-#   and are freed after backward), other values as attributes (`ctx.beta = beta`).
+# A subclass of `torch.autograd.Function` has three static methods:
+# - `forward(*inputs)` computes the output. It runs with recording off, so autograd does not
+#   see inside it: it treats the whole function as one node.
+# - `setup_context(ctx, inputs, output)` keeps on `ctx` what backward will need, given the
+#   inputs of forward (as a tuple) and its output: tensors with `ctx.save_for_backward(...)`
+#   (they get the version check of section 7, and are freed after backward), other values as
+#   attributes (`ctx.beta = beta`).
 # - `backward(ctx, grad_output)` receives the gradient with respect to the output and returns
 #   **one value per input of forward, in order**: the gradient with respect to that input,
 #   shaped like it, or `None` for an input that is not a tensor (or needs no gradient). Your
 #   node is one link of the chain: multiply the incoming gradient by your local derivative.
 #   Read the saved tensors back with `ctx.saved_tensors`.
+#
+# You will also meet an older style, `forward(ctx, *inputs)`, which computes and fills `ctx` in
+# one method. It still works with `backward()`, but `torch.func`'s transforms (`grad`, `vmap`,
+# `jacrev`: PyTorch's functional, JAX-like API) can only use a Function whose `forward` is
+# free of `ctx`, so current code keeps the two jobs apart.
 #
 # You call it as `MyFunction.apply(...)`, never `forward` directly. Autograd trusts your
 # backward blindly, so prove it: `torch.autograd.gradcheck(fn, inputs)` compares it with
@@ -1573,9 +1619,10 @@ _w2.grad = None
 #
 # ### Exercise 11 · A stable softplus
 #
-# Complete `Softplus`: `forward(ctx, x, beta)` returns the stable softplus of the tensor `x`
-# for a positive Python float `beta`; `backward(ctx, grad_output)` returns the gradients for
-# `x` and for `beta` (which is not a tensor). `softplus(x, beta=1.0)` applies it. Before you
+# Complete `Softplus`: `forward(x, beta)` returns the stable softplus of the tensor `x` for a
+# positive Python float `beta`; `setup_context(ctx, inputs, output)` keeps what backward needs;
+# `backward(ctx, grad_output)` returns the gradients for `x` and for `beta` (which is not a
+# tensor). It must work under `torch.func.grad` too. `softplus(x, beta=1.0)` applies it. Before you
 # run the tests, prove your backward yourself in a scratch cell:
 # `torch.autograd.gradcheck(lambda t: softplus(t, 2.0), [torch.randn(6, dtype=torch.float64, requires_grad=True)])`
 # returns `True`, or raises with the numeric and analytical Jacobians side by side.
@@ -1588,9 +1635,9 @@ _w2.grad = None
 #
 # <details><summary>Hint 2</summary>
 #
-# Which values does backward need to compute the derivative? Tensors travel through
-# `ctx.save_for_backward(...)` and come back as the tuple `ctx.saved_tensors`; plain numbers
-# go onto `ctx` as attributes.
+# Which values does backward need to compute the derivative? In `setup_context`, unpack
+# `x, beta = inputs`; tensors travel through `ctx.save_for_backward(...)` and come back as the
+# tuple `ctx.saved_tensors`; plain numbers go onto `ctx` as attributes.
 # </details>
 #
 # <details><summary>Hint 3</summary>
@@ -1603,13 +1650,20 @@ _w2.grad = None
 # %% role="answer" grade_id="softplus"
 class Softplus(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, beta):
+    def forward(x, beta):
         """log(1 + exp(beta * x)) / beta, computed without overflow."""
         ### BEGIN SOLUTION
-        ctx.save_for_backward(x)
-        ctx.beta = beta
         z = beta * x
         return (torch.clamp(z, min=0) + torch.log1p(torch.exp(-z.abs()))) / beta
+        ### END SOLUTION
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        """Keep on ctx what backward needs."""
+        ### BEGIN SOLUTION
+        x, beta = inputs
+        ctx.save_for_backward(x)
+        ctx.beta = beta
         ### END SOLUTION
 
     @staticmethod
@@ -1714,6 +1768,19 @@ checks.expect(bool(torch.isfinite(_gb).all()),
 checks.expect_close(_gb, torch.sigmoid(_big.detach()), "the gradient of softplus at large inputs", rtol=1e-5, atol=1e-6,
                     why="The derivative of softplus is sigmoid(beta * x), near 1 for large x and near 0 "
                         "for very negative x.")
+# torch.func.grad: the functional transforms need forward and setup_context apart.
+try:
+    _gf = torch.func.grad(lambda t: softplus(t, 2.0).sum())(_x)
+except RuntimeError as _err:
+    if isinstance(_err, NotImplementedError):
+        raise
+    checks.expect("setup_context" not in str(_err),
+                  "torch.func.grad could not differentiate through Softplus: its forward takes ctx, the "
+                  "older combined style. Write forward(x, beta) without ctx, and fill ctx in "
+                  "setup_context(ctx, inputs, output) (section 10).")
+    raise
+checks.expect_close(_gf, torch.sigmoid(2.0 * _x), "the gradient of softplus(x, 2.0).sum() from torch.func.grad",
+                    rtol=1e-9, atol=1e-12, why="torch.func.grad runs the same backward as autograd does.")
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-softplus-saved" points=2

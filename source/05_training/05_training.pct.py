@@ -1,6 +1,9 @@
 # %% [markdown] role="prose" grade_id="title"
 # # 05 · Training: losses, optimisers and the loop
 #
+# **Time:** about 3 h 15 min of work (5,400 words to read, 12 exercises). Run top to bottom, the
+# finished notebook takes about 2 s.
+#
 # PyTorch hands you the parts of training and leaves the assembly to you. A **loss** turns the
 # model's outputs into one number that says how wrong they are; **autograd** turns that number
 # into a gradient for every parameter; an **optimiser** turns gradients into changes of the
@@ -707,6 +710,13 @@ checks.expect_close(_mean, sum(_seen) / len(_seen), "The mean loss train_epoch r
 #   very tensors; does so inside `torch.no_grad()`, since an update is not part of the model's
 #   computation and autograd refuses in-place changes to leaves that require grad; and skips
 #   parameters whose `.grad` is `None` (frozen, or unused by this loss).
+# - `step(closure=None)` is the standard signature. A few optimisers (L-BFGS) must evaluate
+#   the loss several times per step, so every optimiser accepts a `closure`: a function that
+#   clears the gradients, recomputes the loss, calls `backward()` and returns the loss. When
+#   one is given, `step` calls it first, with recording switched on (`torch.enable_grad()`,
+#   since `step` itself runs without it), and returns the loss it got; otherwise it returns
+#   `None`. Code written for any optimiser (a training library, a scheduler test) may pass
+#   one, so yours must accept it too.
 # - `zero_grad()` is inherited: you do not write it.
 #
 # ### Exercise 5 · `MomentumSGD`
@@ -714,8 +724,9 @@ checks.expect_close(_mean, sum(_seen) / len(_seen), "The mean loss train_epoch r
 # Complete `MomentumSGD(params, lr, momentum=0.0, weight_decay=0.0)`. Its updates must match
 # those of `torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)` to
 # float precision, with parameter groups, learning rates changed between steps, and
-# parameters without gradients; and its momentum buffers must live in `self.state`, where
-# `state_dict()` finds them.
+# parameters without gradients; its momentum buffers must live in `self.state`, where
+# `state_dict()` finds them; and `step(closure=None)` must handle a closure as described
+# above.
 #
 # <details><summary>Hint 1</summary>
 #
@@ -745,9 +756,13 @@ class MomentumSGD(torch.optim.Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
         ### END SOLUTION
 
-    def step(self):
-        """Update every parameter that has a gradient, once."""
+    def step(self, closure=None):
+        """Update every parameter that has a gradient, once. Returns the closure's loss, if given."""
         ### BEGIN SOLUTION
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         with torch.no_grad():
             for group in self.param_groups:
                 lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
@@ -765,6 +780,7 @@ class MomentumSGD(torch.optim.Optimizer):
                             state["momentum_buffer"].mul_(mu).add_(g)
                         g = state["momentum_buffer"]
                     p.add_(g, alpha=-lr)
+        return loss
         ### END SOLUTION
 
 
@@ -845,6 +861,40 @@ checks.expect(len(_saved) == len(list(_net.parameters()))
               "optimizer.state_dict() does not contain them: a checkpoint would lose them and a resumed run "
               "would restart without its velocity (section 5, and 08). Keep per-parameter memory in "
               "self.state[p], a dict that the base class creates for you.")
+# step(closure): the closure recomputes the loss and its gradients; step runs it first, with
+# recording on, and returns its loss. Compared with torch.optim.SGD given the same closure.
+_closure_nets = (_make_net(), _make_net())
+_closure_opts = (MomentumSGD(_closure_nets[0].parameters(), **_cfg),
+                 torch.optim.SGD(_closure_nets[1].parameters(), **_cfg))
+_returned = []
+for _m, _o in zip(_closure_nets, _closure_opts):
+    def _closure(_m=_m, _o=_o):
+        _o.zero_grad()
+        _loss = F.mse_loss(_m(_data[0][0]), _data[0][1])
+        _loss.backward()
+        return _loss
+    try:
+        with torch.no_grad():  # step must switch recording on for the closure itself
+            _returned.append(_o.step(_closure))
+    except TypeError as _err:
+        checks.expect("positional argument" not in str(_err) and "unexpected keyword" not in str(_err),
+                      "MomentumSGD.step does not accept a closure: every torch optimiser's step has the "
+                      "signature step(closure=None), and code written for any optimiser may pass one "
+                      "(section 5).")
+        raise
+    except RuntimeError as _err:
+        checks.expect("does not require grad" not in str(_err),
+                      "MomentumSGD.step called the closure while recording was off, so its backward() "
+                      "found no graph. Call the closure inside `with torch.enable_grad():`: step runs "
+                      "without recording, but the closure must record (section 5).")
+        raise
+checks.expect(torch.is_tensor(_returned[0]) and torch.equal(_returned[0], _returned[1]),
+              "MomentumSGD.step(closure) should return the loss the closure returned (and None when "
+              "there is no closure), as torch's optimisers do.")
+checks.expect(_same([_q.detach() for _q in _closure_nets[0].parameters()],
+                    [_q.detach() for _q in _closure_nets[1].parameters()]),
+              "With a closure, MomentumSGD.step did not update as torch.optim.SGD does: call the closure "
+              "first (it computes fresh gradients), then update with those gradients.")
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-momentum-sgd-groups" points=2
@@ -1029,6 +1079,221 @@ checks.expect(type(adam_predictions["fixed-fraction decay"]) is str
               "optimiser's decay goes through the gradient normalisation, and which one's does not.")
 ### END HIDDEN TESTS
 
+# %% [markdown] role="prose" grade_id="md-adamw"
+# ### Exercise 7 · `AdamW`, by hand
+#
+# Now write the rule you just predicted. For each parameter `p` with gradient `g`, at the
+# parameter's step number `t` (1 on its first step), with `β₁, β₂ = betas`:
+#
+# 1. `p ← p − lr·λ·p`: the decoupled decay, applied to the weight itself, before anything
+#    else, and never added to `g`;
+# 2. `m ← β₁·m + (1 − β₁)·g` and `v ← β₂·v + (1 − β₂)·g²`, both starting at zero;
+# 3. `m̂ = m / (1 − β₁ᵗ)` and `v̂ = v / (1 − β₂ᵗ)`: the bias corrections. Without them the
+#    first steps are far too small, because `m` and `v` start at zero;
+# 4. `p ← p − lr · m̂ / (√v̂ + ε)`.
+#
+# Complete `AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)`. Its
+# updates must match `torch.optim.AdamW`'s with the same settings to float precision, with
+# parameter groups and parameters without gradients; `m`, `v` and `t` live in `self.state[p]`;
+# `step(closure=None)` follows the standard signature, as in Exercise 5. Write the rule
+# yourself: no `torch.optim.Adam` or `AdamW` inside, and no subclass of them.
+#
+# <details><summary>Hint 1</summary>
+#
+# The skeleton is `MomentumSGD`'s: defaults to the parent class, two loops in `step`, skip
+# `p.grad is None`, everything in place inside `torch.no_grad()`.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# On a parameter's first step `self.state[p]` is empty: create `step = 0` and two zero
+# buffers shaped like `p` (`torch.zeros_like(p)`), then count the step before using `t`.
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# In place: `p.mul_(1 - lr * wd)`, `m.mul_(b1).add_(g, alpha=1 - b1)`,
+# `v.mul_(b2).addcmul_(g, g, value=1 - b2)`. The bias corrections divide copies
+# (`m / (1 - b1 ** t)`), never the buffers themselves.
+# </details>
+
+# %% role="answer" grade_id="adamw"
+class AdamW(torch.optim.Optimizer):
+    """Adam with decoupled weight decay: the update rule of torch.optim.AdamW."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        ### BEGIN SOLUTION
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+        ### END SOLUTION
+
+    def step(self, closure=None):
+        """Update every parameter that has a gradient, once. Returns the closure's loss, if given."""
+        ### BEGIN SOLUTION
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        with torch.no_grad():
+            for group in self.param_groups:
+                lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    g = p.grad
+                    state = self.state[p]
+                    if not state:
+                        state["step"] = 0
+                        state["exp_avg"] = torch.zeros_like(p)
+                        state["exp_avg_sq"] = torch.zeros_like(p)
+                    state["step"] += 1
+                    t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+                    p.mul_(1 - lr * wd)
+                    m.mul_(b1).add_(g, alpha=1 - b1)
+                    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                    m_hat = m / (1 - b1 ** t)
+                    v_hat = v / (1 - b2 ** t)
+                    p.addcdiv_(m_hat, v_hat.sqrt().add_(eps), value=-lr)
+        return loss
+        ### END SOLUTION
+
+
+# %% role="test" grade_id="test-adamw-sanity" points=1
+_w_mine = nn.Parameter(torch.tensor([1.0, -2.0, 0.5], device=checks.DEVICE))
+_w_ref = nn.Parameter(_w_mine.detach().clone())
+for _w in (_w_mine, _w_ref):
+    _w.grad = torch.tensor([0.3, 0.0, -4.0], device=checks.DEVICE)
+_opt = AdamW([_w_mine], lr=0.1, weight_decay=0.1)
+checks.expect(isinstance(_opt, torch.optim.Optimizer), "AdamW should be a torch.optim.Optimizer.")
+_opt.step()
+torch.optim.AdamW([_w_ref], lr=0.1, weight_decay=0.1).step()
+checks.expect_close(_w_mine.detach(), _w_ref.detach(), "the weights after one step of your AdamW",
+                    rtol=1e-5, atol=1e-6,
+                    why="On a first step the bias corrections make the Adam step lr·g/(|g| + ε), after the "
+                        "decay p ← p − lr·λ·p.")
+print("one step of AdamW matches torch.optim.AdamW:", [round(v, 4) for v in _w_mine.tolist()])
+
+# %% role="test" grade_id="test-adamw" points=3
+# Hidden tests train two copies of a small network, one with torch.optim.AdamW and one with
+# yours, compare them after every step, with groups, frozen parameters and a closure, and look
+# for m, v and t in the state_dict.
+### BEGIN HIDDEN TESTS
+import importlib as _importlib
+from unittest import mock as _mock
+
+_adam_module = _importlib.import_module("torch.optim.adam")
+_adamw_module = _importlib.import_module("torch.optim.adamw")
+
+
+def _make_net():
+    with checks.seeded(0):
+        return nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 2)).to(checks.DEVICE)
+
+
+with checks.seeded(2):
+    _data = [(torch.randn(10, 5, device=checks.DEVICE), torch.randn(10, 2, device=checks.DEVICE)) for _ in range(8)]
+
+
+def _trajectory(model, opt):
+    _out = []
+    for _x, _y in _data:
+        opt.zero_grad()
+        F.mse_loss(model(_x), _y).backward()
+        opt.step()
+        _out.append([_q.detach().clone() for _q in model.parameters()])
+    return _out
+
+
+def _same(a, b):
+    return all(torch.allclose(_u, _v, rtol=1e-4, atol=1e-6) for _u, _v in zip(a, b))
+
+
+def _torch_run(cls=torch.optim.AdamW, **settings):
+    _m = _make_net()
+    return _trajectory(_m, cls(_m.parameters(), **settings))
+
+
+class _Shortcut(Exception):
+    pass
+
+
+def _shortcut(*args, **kwargs):
+    raise _Shortcut()
+
+
+checks.expect(not (isinstance(AdamW, type) and issubclass(AdamW, torch.optim.Adam)),
+              "Your AdamW is a subclass of torch.optim.Adam (or AdamW), so torch's own rule does the work. "
+              "Subclass torch.optim.Optimizer and write the update yourself (section 6 and the steps above).")
+_cfg = dict(lr=0.05, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.2)
+_ref = _torch_run(**_cfg)
+_net = _make_net()
+try:
+    with _mock.patch.object(torch.optim.Adam, "step", _shortcut), \
+         _mock.patch.object(torch.optim.AdamW, "step", _shortcut), \
+         _mock.patch.object(_adam_module, "adam", _shortcut), \
+         _mock.patch.object(_adamw_module, "adamw", _shortcut):
+        _mine = AdamW(_net.parameters(), **_cfg)
+        _got = _trajectory(_net, _mine)
+except _Shortcut:
+    checks.expect(False, "Your AdamW hands the update to torch's own Adam or AdamW. Write the rule yourself: "
+                         "decay, the two averages, the bias corrections and the step (the steps above).")
+if not _same(_got[-1], _ref[-1]):
+    _coupled = _torch_run(torch.optim.Adam, **_cfg)
+    checks.expect(not _same(_got[-1], _coupled[-1]),
+                  "Your AdamW's updates match torch.optim.Adam with weight_decay: the decay is added to the "
+                  "gradient (an L2 penalty), where it goes through the normalisation. AdamW decouples it: "
+                  "shrink the weight itself, p ← p − lr·λ·p, and keep g the plain gradient (step 1).")
+    checks.expect(not _same(_got[-1], _torch_run(**{**_cfg, "weight_decay": 0.0})[-1]),
+                  "Your AdamW's updates match AdamW without weight decay: the decay step p ← p − lr·λ·p "
+                  "is missing, or it uses another group's weight_decay.")
+    _first = next(_i for _i in range(len(_ref)) if not _same(_got[_i], _ref[_i]))
+    _unbiased = _make_net()  # one step by the rule without bias corrections, to compare with
+    F.mse_loss(_unbiased(_data[0][0]), _data[0][1]).backward()
+    with torch.no_grad():
+        for _q in _unbiased.parameters():
+            _g = _q.grad
+            _q.mul_(1 - 0.05 * 0.2)
+            _q.add_(-0.05 * (0.2 * _g) / ((0.05 * _g * _g).sqrt() + 1e-6))
+    checks.expect(not (_first == 0 and _same(_got[0], [_q.detach() for _q in _unbiased.parameters()])),
+                  "Your AdamW's first update is much smaller than torch.optim.AdamW's: the bias corrections "
+                  "are missing. m and v start at zero, so early on they are too small by the factors "
+                  "1 − β₁ᵗ and 1 − β₂ᵗ: divide copies of them by those factors before the step (step 3).")
+    checks.expect(False,
+                  f"Your AdamW's updates first differ from torch.optim.AdamW's at update {_first + 1}. Check "
+                  "each step of the rule in order: the decay on p first, then m and v with their (1 − β) "
+                  "factors, the bias corrections with the parameter's own step count t, and ε added "
+                  "after the square root.")
+_saved = _mine.state_dict()["state"]
+checks.expect(len(_saved) == len(list(_net.parameters()))
+              and all(sum(torch.is_tensor(_v) and tuple(_v.shape) == tuple(_q.shape) for _v in _saved.get(_i, {}).values()) >= 2
+                      for _i, _q in enumerate(_net.parameters())),
+              "Your AdamW's updates are right, but m and v are not in self.state[p], so state_dict() does not "
+              "contain them: a checkpoint would lose them, and a resumed run would restart its averages "
+              "(08). Keep them in self.state[p].")
+# Groups with their own settings, a parameter without a gradient, and a closure.
+_a, _b, _frozen = (nn.Parameter(torch.ones(3, device=checks.DEVICE)) for _ in range(3))
+_ra, _rb, _rfrozen = (nn.Parameter(torch.ones(3, device=checks.DEVICE)) for _ in range(3))
+_groups = lambda a, b, f: [{"params": [a, f], "lr": 0.1, "weight_decay": 0.5}, {"params": [b], "lr": 0.01}]
+_mine = AdamW(_groups(_a, _b, _frozen), lr=0.05, weight_decay=0.1)
+_theirs = torch.optim.AdamW(_groups(_ra, _rb, _rfrozen), lr=0.05, weight_decay=0.1)
+for _opt, (_u, _v) in ((_mine, (_a, _b)), (_theirs, (_ra, _rb))):
+    for _k in range(3):
+        def _closure(_u=_u, _v=_v, _opt=_opt, _k=_k):
+            _opt.zero_grad()
+            _loss = ((_u - _k) ** 2).sum() + (_v * (_k + 1)).sum()
+            _loss.backward()
+            return _loss
+        _returned = _opt.step(_closure)
+        checks.expect(torch.is_tensor(_returned),
+                      "AdamW.step(closure) should return the loss the closure returned, as torch's optimisers "
+                      "do (Exercise 5).")
+checks.expect(torch.equal(_frozen.detach(), torch.ones(3, device=checks.DEVICE)),
+              "Your AdamW changed a parameter whose .grad is None (a frozen one): the decay must skip it "
+              "too, as torch's optimisers do. Skip such parameters entirely.")
+checks.expect(_same([_a.detach(), _b.detach()], [_ra.detach(), _rb.detach()]),
+              "With two parameter groups (their own lr and weight_decay), your AdamW's updates differ from "
+              "torch.optim.AdamW's. Read lr, betas, eps and weight_decay from each group at every step.")
+### END HIDDEN TESTS
+
 # %% [markdown] role="prose" grade_id="md-schedulers"
 # ## 7 · Changing the learning rate over time
 #
@@ -1048,7 +1313,7 @@ checks.expect(type(adam_predictions["fixed-fraction decay"]) is str
 #   the rate for the next one". Called before the period's updates, it skips the initial
 #   learning rate entirely (torch warns about this, once).
 #
-# ### Exercise 7 · `fit`
+# ### Exercise 8 · `fit`
 #
 # Write `fit(model, loader, loss_fn, optimizer, epochs, scheduler=None)`: it runs `epochs`
 # epochs with your `train_epoch`; when a scheduler is given, it steps it once per epoch, in
@@ -1149,7 +1414,7 @@ checks.expect_close(torch.tensor([_e[0] for _e in _epochs]), torch.tensor([0.1, 
 # norm *before* clipping, which is worth logging: a norm that creeps up or spikes is an early
 # warning.
 #
-# ### Exercise 8 · Clip by hand, then in the loop
+# ### Exercise 9 · Clip by hand, then in the loop
 #
 # Write `clip_gradients(parameters, max_norm)` without `clip_grad_norm_`:
 # - `parameters` is any iterable of tensors (for example the generator `model.parameters()`);
@@ -1352,7 +1617,7 @@ for (_name, _p), _q in zip(_model.named_parameters(), _ref.parameters()):
 # (The match is exact for layers that treat examples independently. Batch norm still
 # normalises each micro-batch with its own statistics.)
 #
-# ### Exercise 9 · `train_epoch_accumulate`
+# ### Exercise 10 · `train_epoch_accumulate`
 #
 # Write `train_epoch_accumulate(model, loader, loss_fn, optimizer, accum_steps)`: like
 # `train_epoch` (training mode, a float result), but one optimiser step for every
@@ -1489,7 +1754,7 @@ checks.expect_close(_mean, sum(_seen) / len(_seen), "The mean loss train_epoch_a
 #
 # Watch the gradient norm (section 8) too: it often warns before the loss does.
 #
-# ### Exercise 10 · Predict, then verify
+# ### Exercise 11 · Predict, then verify
 #
 # **(a)** A 10-class classifier whose last linear layer starts with all weights and biases at
 # zero outputs zero logits for every input. What cross-entropy loss does it report on its first
@@ -1580,7 +1845,7 @@ for _curve, _lr in [("A", 0.5), ("B", 30.0), ("C", 0.001)]:
 # and `accuracy` (the fraction of correct predictions, computed in eval mode). Evaluation gets
 # its own notebook (07); here it is just a measuring stick.
 #
-# ### Exercise 11 · An MLP that reads digits
+# ### Exercise 12 · An MLP that reads digits
 #
 # - `make_digits_model()` returns a fresh MLP mapping a batch of 64 pixel values, `(N, 64)`, to
 #   10 logits, `(N, 10)`. No softmax at the end: section 3 says why.
@@ -1607,7 +1872,7 @@ for _curve, _lr in [("A", 0.5), ("B", 30.0), ("C", 0.001)]:
 # <details><summary>Hint 3</summary>
 #
 # If the accuracy is low, watch the loss (section 10): does the first epoch start near the
-# loss you predicted in Exercise 10? Does it fall, and keep falling?
+# loss you predicted in Exercise 11? Does it fall, and keep falling?
 # </details>
 
 # %% role="locked" grade_id="digits-data"

@@ -1,6 +1,9 @@
 # %% [markdown] role="prose" grade_id="title"
 # # 06 · Dataset and DataLoader: feeding data to a model
 #
+# **Time:** about 2 h of work (4,200 words to read, 7 exercises). Run top to bottom, the finished
+# notebook takes under a second.
+#
 # A model wants neat batches of tensors, shuffled, of the right dtype. Data arrive in whatever
 # form they live in: arrays in memory, thousands of files on disk, sequences of different
 # lengths, classes of very different sizes. PyTorch bridges the gap with two objects that have
@@ -1258,6 +1261,167 @@ checks.expect(int(_counts.sum()) == 1000 and all(250 <= int(_c) <= 420 for _c in
               "equally represented.")
 ### END HIDDEN TESTS
 
+# %% [markdown] role="prose" grade_id="md-transforms"
+# ## 7 · Transforms: augmenting the training data, and only it
+#
+# A model that sees every training image in exactly one position and orientation learns that
+# position too. **Data augmentation** shows it slightly different versions each time it meets a
+# sample: shifted by a pixel, turned by a few degrees, a little brighter. The label does not
+# change, so the model learns what does not depend on those details. The versions are drawn
+# afresh at every access, which is why a Dataset calls its transform in `__getitem__`: epoch 2
+# sees other versions than epoch 1, at no cost in memory.
+#
+# `torchvision.transforms.v2` holds the usual ones. Each is a module you call on an image
+# tensor of shape `(C, H, W)` (or a batch, `(..., C, H, W)`): `v2.RandomAffine(degrees=10,
+# translate=(0.1, 0.1))` turns and shifts; `v2.RandomResizedCrop`, `v2.ColorJitter` and
+# `v2.RandomErasing` do what they say; `v2.Normalize(mean, std)` is not random at all;
+# `v2.Compose([...])` chains them. The random ones draw from PyTorch's global generator, so a
+# seed makes a run repeatable.
+#
+# Augmentation is for **training only**. The validation set measures how the model does on the
+# data it will really meet, and that data is not turned or shifted: augmenting it measures
+# something else, and a different something on every evaluation. The trap is the one section 5
+# mentioned: `random_split` returns `Subset`s of *one* Dataset, and they share its transform.
+# The way out is two Datasets over the same arrays, one with the augmentation and one without,
+# and one split of the *indices*, used for both.
+
+# %% role="locked" grade_id="augment-demo"
+from torchvision.transforms import v2
+
+augment = v2.RandomAffine(degrees=12, translate=(0.125, 0.125))   # up to 12 degrees and one pixel
+_plain = DigitsDataset(digits.images[:1], digits.target[:1])[0][0]
+torch.manual_seed(0)
+_versions = [augment(_plain) for _ in range(3)]
+print("an augmented image keeps its shape and dtype:", tuple(_versions[0].shape), _versions[0].dtype)
+print("three accesses, three versions: mean absolute change from the original",
+      [round((v - _plain).abs().mean().item(), 3) for v in _versions])
+
+
+# %% [markdown] role="prose" grade_id="md-augmented-splits"
+# ### Exercise 7 · Augment the training split only
+#
+# Write `augmented_splits(images, labels, val_fraction, seed, augment)` returning
+# `(train_set, val_set)`, two Datasets built with your `DigitsDataset` over the same arrays:
+# - the split: `n_val = int(N * val_fraction)` samples for validation, the rest for training,
+#   chosen at random by a generator seeded with `seed` (the same seed gives the same split);
+#   every sample in exactly one of the two;
+# - `train_set[i]` returns `(augment(image), label)`, a new augmented version at every access;
+# - `val_set[i]` returns the plain `(image, label)`: `augment` is never called for it.
+#
+# <details><summary>Hint 1</summary>
+#
+# `torch.randperm(N, generator=torch.Generator().manual_seed(seed))` is a random order of the
+# indices; its first `n_val` entries can be the validation indices, the rest the training ones.
+# (`random_split` over `range(N)` works too.)
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `DigitsDataset(images, labels, transform=augment)` and `DigitsDataset(images, labels)` hold
+# the same samples; `Subset(dataset, indices)` keeps some of them.
+# </details>
+
+# %% role="answer" grade_id="augmented-splits"
+def augmented_splits(images, labels, val_fraction, seed, augment):
+    """(train_set, val_set): one seeded split of the indices; augment on the training side only."""
+    ### BEGIN SOLUTION
+    n = len(labels)
+    n_val = int(n * val_fraction)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    train_set = Subset(DigitsDataset(images, labels, transform=augment), order[n_val:])
+    val_set = Subset(DigitsDataset(images, labels), order[:n_val])
+    return train_set, val_set
+    ### END SOLUTION
+
+
+# %% role="test" grade_id="test-augmented-splits-sanity" points=1
+_train_set, _val_set = augmented_splits(digits.images, digits.target, 0.2, 0, augment)
+checks.expect(len(_val_set) == int(len(digits.target) * 0.2) and len(_train_set) + len(_val_set) == len(digits.target),
+              f"The split has {len(_train_set)} training and {len(_val_set)} validation samples; for "
+              f"{len(digits.target)} samples and val_fraction=0.2, n_val = int(N * 0.2) and the rest train.")
+_img, _label = _val_set[0]
+checks.expect_tensor(_img, "a validation image", shape=(1, 8, 8), dtype=torch.float32)
+print(f"{len(_train_set)} training samples (augmented), {len(_val_set)} validation samples (plain)")
+
+# %% role="test" grade_id="test-augmented-splits" points=3
+# Hidden tests give augmented_splits a transform of their own that marks what it touches, and
+# identify every sample of both sets.
+### BEGIN HIDDEN TESTS
+class _Marker:
+    """A transform the test controls: adds 100 to the image, and counts its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, image):
+        self.calls += 1
+        return image + 100.0
+
+
+with checks.seeded(4):
+    _N = 50
+    _images = np.random.default_rng(4).integers(0, 17, size=(_N, 8, 8))
+    _labels = np.repeat(np.arange(10), 5)               # sorted by label, as files often are
+_key = {tuple((torch.as_tensor(_images[_i], dtype=torch.float32) / 16).flatten().tolist()): _i for _i in range(_N)}
+
+
+def _identify(dataset, marked):
+    out = []
+    for _j in range(len(dataset)):
+        _img, _lab = dataset[_j]
+        _img = _img - 100.0 if marked else _img
+        _i = _key.get(tuple(torch.as_tensor(_img).flatten().tolist()))
+        checks.expect(_i is not None and int(_lab) == int(_labels[_i]),
+                      ("A training sample is not an augmented version of a sample of the data (or its label "
+                       "does not match): train_set must apply augment to every image it returns, and only once."
+                       if marked else
+                       "A validation sample is not a plain sample of the data (or its label does not match): "
+                       "validation images must come back as they are, without augment."))
+        out.append(_i)
+    return out
+
+
+_mark = _Marker()
+_tr, _va = augmented_splits(_images, _labels, 0.3, 7, _mark)
+_after_build = _mark.calls
+_vals = [(_va[_j][0]) for _j in range(len(_va))]
+checks.expect(_mark.calls == _after_build and all(float(_v.max()) <= 1.0 for _v in _vals),
+              "Validation samples come back augmented: the validation set applies the training transform. "
+              "Subsets of one Dataset share its transform; build a second DigitsDataset without it for "
+              "validation (section 7).")
+_val_ids = _identify(_va, marked=False)
+_calls = _mark.calls
+_first = _tr[0][0]
+_marked = float(_first.min()) >= 99.0
+checks.expect(_mark.calls > _calls or not _marked,
+              "Training samples come back augmented, but augment was not called when one was read: the "
+              "augmented images were computed in advance, so every epoch sees the same versions. Augment "
+              "at every access: give the training DigitsDataset transform=augment.")
+checks.expect(_mark.calls > _calls and _marked,
+              "Training samples come back without augmentation: augment was not called when a training "
+              "sample was read. Give the training DigitsDataset transform=augment; it calls it in __getitem__.")
+_tr[0]
+checks.expect(_mark.calls >= _calls + 2,
+              "Reading the same training sample twice called augment only once: the augmented images were "
+              "computed in advance, so every epoch sees the same versions. Augment at every access.")
+_train_ids = _identify(_tr, marked=True)
+checks.expect(len(_val_ids) == int(_N * 0.3) and len(_train_ids) == _N - int(_N * 0.3),
+              f"For {_N} samples and val_fraction=0.3 the split should be {_N - int(_N * 0.3)} / {int(_N * 0.3)}; it "
+              f"is {len(_train_ids)} / {len(_val_ids)}.")
+checks.expect(not (set(_val_ids) & set(_train_ids)) and len(set(_val_ids) | set(_train_ids)) == _N,
+              "Some samples are in both sets, or in neither: split the indices once and use that one split for "
+              "both Datasets (two random_split calls with different generators give overlapping sets).")
+checks.expect(len({int(_labels[_i]) for _i in _val_ids}) >= 5,
+              "The validation samples hold only a few of the classes: on data sorted by label, the split took a "
+              "block of neighbours. Choose the validation samples at random (Hint 1).")
+_again = _identify(augmented_splits(_images, _labels, 0.3, 7, _Marker())[1], marked=False)
+checks.expect(_again == _val_ids,
+              "Two calls with the same seed gave different splits: seed a generator of your own with seed and "
+              "give it to randperm or random_split.")
+_other = _identify(augmented_splits(_images, _labels, 0.3, 8, _Marker())[1], marked=False)
+checks.expect(_other != _val_ids, "A different seed gave the same split: the split must come from the seed.")
+### END HIDDEN TESTS
+
 # %% [markdown] role="prose" grade_id="md-summary"
 # ## What you have seen
 #
@@ -1272,6 +1436,8 @@ checks.expect(int(_counts.sum()) == 1000 and all(250 <= int(_c) <= 420 for _c in
 # - Training and evaluation load differently: a random, seeded split; shuffling with a seeded
 #   generator and full batches for training; a fixed order and every sample once for
 #   evaluation; a weighted sampler when classes are imbalanced.
+# - Augmentation (`torchvision.transforms.v2`) draws new versions of the training samples at
+#   every access, and never touches the validation set: two Datasets, one split of the indices.
 #
 # Next, in **07 · Evaluation**, you will use the evaluation loader to measure a model without
 # changing it.

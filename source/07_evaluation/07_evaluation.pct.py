@@ -1,6 +1,9 @@
 # %% [markdown] role="prose" grade_id="title"
 # # 07 · Evaluation and inference
 #
+# **Time:** about 2 h of work (3,600 words to read, 7 exercises). Run top to bottom, the finished
+# notebook takes under a second.
+#
 # Training changes a model; evaluation measures it; inference uses it. The last two must not
 # change anything, and that is harder than it sounds: by default a PyTorch model behaves as if
 # it were still training, records a gradient graph for every forward pass, and quietly edits
@@ -709,6 +712,35 @@ with checks.seeded(1):
 _want = sum(int(_logits[i].argmax()) == int(_targets[i]) for i in range(37)) / 37
 checks.expect_close(accuracy(_logits, _targets), _want, "The accuracy of 37 samples with 4 classes",
                     why="Divide the number of correct predictions by the number of samples, N.")
+
+
+# On a GPU grader the inputs live on the GPU, where .numpy() refuses them. Without a GPU, the
+# test hands accuracy tensors that refuse .numpy() in the same way and turn plain on .cpu().
+class _NumpyOnGpu(TypeError):
+    pass
+
+
+class _LikeOnGpu(torch.Tensor):
+    def numpy(self, *args, **kwargs):
+        raise _NumpyOnGpu("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() to copy "
+                          "the tensor to host memory first.")
+
+    def cpu(self, *args, **kwargs):
+        return torch.Tensor.cpu(self, *args, **kwargs).as_subclass(torch.Tensor)
+
+    def to(self, *args, **kwargs):
+        out = torch.Tensor.to(self, *args, **kwargs)
+        return out.as_subclass(torch.Tensor) if out.device.type == "cpu" and "cpu" in repr((args, kwargs)) else out
+
+
+try:
+    _got = accuracy(_logits.as_subclass(_LikeOnGpu), _targets.as_subclass(_LikeOnGpu))
+except _NumpyOnGpu:
+    checks.expect(False, "Your accuracy calls .numpy() on a tensor that lives where the inputs live. On this "
+                         "grader that is the CPU, but on a GPU grader .numpy() refuses a GPU tensor "
+                         "(\"can't convert cuda:0 device type tensor to numpy\"). Stay with tensor "
+                         "operations and .item(), or move to the CPU first with .cpu().")
+checks.expect_close(_got, _want, "The accuracy of 37 samples given as if they lived on a GPU")
 ### END HIDDEN TESTS
 
 # %% role="test" grade_id="test-confusion" points=2

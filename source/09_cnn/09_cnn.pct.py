@@ -1,6 +1,9 @@
 # %% [markdown] role="prose" grade_id="title"
 # # 09 · Convolutional networks
 #
+# **Time:** about 1 h 45 min of work (3,100 words to read, 6 exercises). Run top to bottom, the
+# finished notebook takes about 4 s.
+#
 # An MLP treats an image as a bag of numbers: shuffle the pixels the same way in every image
 # and it learns just as well, because nothing in it knows which pixels are neighbours. A
 # **convolution** does know. It slides one small set of weights, a *kernel*, over the image

@@ -77,6 +77,47 @@ class Assignment:
             elif r == "test":
                 self.answers_for[grade_id(cell)] = list(group)
                 last_was_test = True
+        self.upstream = self._upstream()
+
+    def _upstream(self) -> dict[str, list[tuple[str, str]]]:
+        """For each test, the earlier tests of the answers its own answers build on, as
+        (test id, names): `train_digits` calls `fit`, which calls `train_epoch`, which calls
+        `train_step`, so test-digits has the tests of those three exercises upstream. Read from
+        the solution: the top-level names each answer cell defines, and the names it uses."""
+        import ast
+
+        defines: dict[str, set[str]] = {}
+        uses: dict[str, set[str]] = {}
+        for gid in self.answers:
+            try:
+                tree = ast.parse(self.by_id[gid].source)
+            except SyntaxError:
+                continue
+            defines[gid] = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+            uses[gid] = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        owner = {}
+        for gid in self.answers:  # the first cell to define a name owns it
+            for name in defines.get(gid, ()):
+                owner.setdefault(name, gid)
+        direct = {gid: {owner[n] for n in uses.get(gid, ()) if n in owner and owner[n] != gid}
+                  for gid in self.answers}
+        tests_of: dict[str, list[str]] = {}
+        for test in self.tests:
+            for gid in self.answers_for.get(test, []):
+                tests_of.setdefault(gid, []).append(test)
+        out: dict[str, list[tuple[str, str]]] = {}
+        for test in self.tests:
+            own = set(self.answers_for.get(test, []))
+            seen, todo = set(), [d for gid in own for d in direct.get(gid, ())]
+            while todo:
+                gid = todo.pop()
+                if gid not in seen and gid not in own:
+                    seen.add(gid)
+                    todo.extend(direct.get(gid, ()))
+            earlier = self.tests[:self.tests.index(test)]
+            out[test] = [(t, ", ".join(f"`{n}`" for n in sorted(defines[gid])))
+                         for t in earlier for gid in self.answers_for.get(t, []) if gid in seen]
+        return out
 
     def _imports(self) -> list[str]:
         """Modules the source notebook imports (from any cell that parses as Python): the fork

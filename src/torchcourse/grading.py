@@ -185,7 +185,26 @@ def score(assignment: Assignment, nb: NotebookNode, cells: list[Cell], run: RunR
                        "NotImplementedError with your answer (where the cell hands you code to "
                        "repair, repair it and delete that line).")
         scores[gid] = CellScore(max_points if status == "pass" else 0.0, max_points, status, message)
+    _name_cascades(assignment, scores)
     return scores, flags
+
+
+def _name_cascades(assignment: Assignment, scores: dict[str, CellScore]) -> None:
+    """A test that fails after a test of an exercise it builds on failed says so first: the
+    bug is most likely up there (05: a train_step that clears the gradients too early makes
+    train_digits look broken)."""
+    broken = ("fail", "error", "not_attempted")
+    for gid, score in scores.items():
+        if score.status not in ("fail", "error"):
+            continue
+        for up, names in assignment.upstream.get(gid, []):
+            if up in scores and scores[up].status in broken:
+                where = assignment.exercise.get(up, up)
+                state = "is not attempted yet" if scores[up].status == "not_attempted" else f"failed its test {up}"
+                score.message = (f"Look at {where} first: this exercise builds on your {names} from there, "
+                                 f"which {state}, and this failure may follow from it. What this test "
+                                 f"found: {score.message}")
+                break
 
 
 def _status(run: RunResult, flags: list[str]) -> str:
