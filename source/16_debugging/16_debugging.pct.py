@@ -1,6 +1,9 @@
 # %% [markdown] role="prose" grade_id="title"
 # # 16 · Debugging: the clinic
 #
+# **Time:** about 3 h of work (3,800 words to read, 12 exercises). Run top to bottom, the
+# finished notebook takes about 12 s.
+#
 # Most bugs in a PyTorch program do not stop it. A shape error, a dtype error or a tensor on the
 # wrong device raises, and the traceback points at the line. The others run: the loss goes
 # down a little, the accuracy looks plausible, and the model is quietly worse than it should
