@@ -197,7 +197,7 @@ for _name, _mask in [("a (4, 6) mask of allowed (query, key) pairs", _pair_mask)
     checks.expect_tensor(_w, f"The weights with {_name}", shape=(2, 3, 4, 6))
     _allowed = _mask.expand(2, 3, 4, 6)
     _w = _w.detach()
-    checks.expect(not bool((_w[_allowed] == 0).all()),
+    checks.expect(not bool((torch.nan_to_num(_w[_allowed]) == 0).all()),
                   f"With {_name}, the weights are zero exactly where the mask is True: the mask is read the wrong "
                   "way round. True means the query may attend to that key (the convention of "
                   "F.scaled_dot_product_attention).")
@@ -449,23 +449,27 @@ for _size in (1, 3, 7):
                          device=checks.DEVICE,
                          why="One boolean per (query, key) pair, on the device you were given.")
 _m = causal_mask(7, device=checks.DEVICE)
+checks.expect_tensor(_m, "causal_mask(7, device)", shape=(7, 7), dtype=torch.bool)
 with checks.seeded(3):
     _q = torch.randn(2, 2, 7, 4, device=checks.DEVICE)
     _k = torch.randn(2, 2, 7, 4, device=checks.DEVICE)
     _v = torch.randn(2, 2, 7, 4, device=checks.DEVICE)
     _bump = torch.randn(2, 2, 4, device=checks.DEVICE)
 _base = F.scaled_dot_product_attention(_q, _k, _v, attn_mask=_m)
+_moved_by = []
 for _t in range(7):
     _k2, _v2 = _k.clone(), _v.clone()
     _k2[..., _t, :] += _bump
     _v2[..., _t, :] += _bump
-    _moved = ((F.scaled_dot_product_attention(_q, _k2, _v2, attn_mask=_m) - _base).abs().amax(dim=(0, 1, 3))
-              > 1e-5).tolist()
+    _moved_by.append(((F.scaled_dot_product_attention(_q, _k2, _v2, attn_mask=_m) - _base).abs()
+                      .amax(dim=(0, 1, 3)) > 1e-5).tolist())
+for _t, _moved in enumerate(_moved_by):
     _leaks = [_i for _i in range(_t) if _moved[_i]]
     checks.expect(not _leaks,
                   f"With causal_mask(7), changing token {_t} moved the outputs at earlier positions {_leaks}: the "
                   "future leaks into the past. Query i may attend only to keys 0..i: the lower triangle of the "
                   "mask, rows being queries and columns keys (Hint 1).")
+for _t, _moved in enumerate(_moved_by):
     _blind = [_i for _i in range(_t, 7) if not _moved[_i]]
     checks.expect(not _blind,
                   f"With causal_mask(7), changing token {_t} did not move the outputs at positions {_blind}, "
@@ -1113,10 +1117,11 @@ checks.expect_tensor(_out, "TinyTransformer's logits on the meta device", shape=
 #
 # Write `train_reverse(model)`: train the `TinyTransformer` it is given on fresh batches from
 # `reverse_batch` (no mask: each output may read the whole input), with cross-entropy over every
-# position, in **at most 300 optimiser steps** (forward passes of the model) of **at most 64
+# position, in **at most 200 optimiser steps** (forward passes of the model) of **at most 64
 # sequences** each, and return the list of the steps' losses as floats. Choose the optimiser,
-# the learning rate, the batch size and the number of steps. The hidden test trains a fresh `TinyTransformer(10)` (another seed) with `train_reverse`
-# and asks for an accuracy of **at least 95%** of the digits of sequences it has never seen.
+# the learning rate, the batch size and the number of steps. The hidden test trains a fresh
+# `TinyTransformer(10)` (another seed) with `train_reverse` and asks for an accuracy of **at
+# least 95%** of the digits of sequences it has never seen. Our solution gets over 99%.
 #
 # <details><summary>Hint 1</summary>
 #
@@ -1158,7 +1163,7 @@ print("targets:", _y.tolist())
 
 # %% role="answer" grade_id="train-reverse"
 def train_reverse(model):
-    """Train model to reverse sequences from reverse_batch: at most 300 steps of at most 64. Returns the losses."""
+    """Train model to reverse sequences: at most 200 steps of at most 64. Returns the step losses."""
     ### BEGIN SOLUTION
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     generator = torch.Generator().manual_seed(0)
@@ -1199,7 +1204,7 @@ print(f"{len(reverse_history)} steps, last loss {reverse_history[-1]:.3f}")
 
 # %% role="test" grade_id="test-reverse" points=3
 # Hidden tests train a fresh TinyTransformer (another seed) with train_reverse, watch the loop and
-# count its steps (at most 300, of at most 64 sequences), then measure it on new sequences: at least
+# count its steps (at most 200, of at most 64 sequences), then measure it on new sequences: at least
 # 95% of the digits right.
 ### BEGIN HIDDEN TESTS
 with checks.seeded(1):
@@ -1210,18 +1215,25 @@ checks.expect(_before < 0.5,
               f"An untrained TinyTransformer already reverses {_before:.0%} of the digits: the model does not "
               "compute its answer from its layers. Build it as section 8 describes, so that it has to learn.")
 _calls = []
-_hook = _model.register_forward_pre_hook(lambda _mod, _args: _calls.append(int(_args[0].shape[0])))
+
+
+def _count(_mod, _args):
+    # Stops train_reverse as soon as it goes over the budget, instead of waiting for it to finish.
+    _calls.append(int(_args[0].shape[0]))
+    checks.expect(len(_calls) <= 200,
+                  "train_reverse ran more than 200 forward passes; the budget is 200 steps. Use fewer steps with a "
+                  "larger learning rate (see Hint 1).")
+    checks.expect(_calls[-1] <= 64,
+                  f"train_reverse ran a batch of {_calls[-1]} sequences; the budget is at most 64 per step. "
+                  "Smaller batches, more often, with a larger learning rate (see Hint 1).")
+
+
+_hook = _model.register_forward_pre_hook(_count)
 try:
     with checks.seeded(1), checks.TrainingSpy(_model) as _spy:
         _history = train_reverse(_model)
 finally:
     _hook.remove()
-checks.expect(len(_calls) <= 300,
-              f"train_reverse ran {len(_calls)} forward passes; the budget is 300 steps. Use fewer steps with a "
-              "larger learning rate (see Hint 1).")
-checks.expect(max(_calls, default=0) <= 64,
-              f"train_reverse ran batches of up to {max(_calls)} sequences; the budget is at most 64 per step. "
-              "Smaller batches, more often, with a larger learning rate (see Hint 1).")
 checks.expect(type(_history) is list and len(_history) >= 1 and all(type(_v) is float for _v in _history),
               f"train_reverse should return the list of the losses as floats; it returned {checks.describe(_history)}.")
 _spy.check_loop(steps=len(_history), name="`train_reverse`")
