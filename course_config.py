@@ -21,6 +21,7 @@ c.Course.assignments = {
     "08_serialization": 37,
     "09_cnn": 30,
     "10_sequences": 28,
+    "11_attention": 36,
     "16_debugging": 44,
 }
 

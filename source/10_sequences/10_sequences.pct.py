@@ -973,5 +973,5 @@ print(f"zen_loss {_loss:.3f} nats per character after {len(_calls)} steps")
 # - Sampling divides the logits by a temperature: towards 0 it becomes argmax, above 1 it
 #   flattens. A generator of your own keeps it repeatable.
 #
-# Next, in **11 · Attention**, every step looks at every other step directly, instead of
+# Next, in **[11 · Attention](../11_attention/11_attention.ipynb)**, every step looks at every other step directly, instead of
 # through a state passed along one step at a time.
