@@ -904,8 +904,8 @@ checks.expect_close(_got, _want, "kl_divergence for random mu and logvar", rtol=
 # ### Exercise 7 · Fix a broken snippet
 #
 # `vae_loss_broken` below has **three** bugs, each of them named in a section of this
-# notebook. Run the cell: the loss goes negative, and the encoder's first layer gets a
-# gradient that ignores the reconstruction. Then write `vae_loss(model, x)`, the fixed version:
+# notebook. Run the cell: the loss goes negative and keeps falling, the alarm bell of
+# section 6. Then write `vae_loss(model, x)`, the fixed version:
 # the mean over the batch of (reconstruction summed over pixels + KL), with `z` drawn by your
 # `reparameterize` and the KL from your `kl_divergence`. Return the loss tensor (with its
 # graph: the training loop calls `backward()` on it).
@@ -1086,7 +1086,7 @@ for (_n, _), _g, _r in zip(_m.named_parameters(), _got_grads, _ref_grads):
 # Generating is the part that needs no encoder: draw codes from the **prior** `N(0, I)`,
 # decode them, and turn the logits into pixel intensities with a sigmoid. Generating is not
 # training, so it runs without a graph (`torch.no_grad()`), and it draws from a generator
-# you pass (10, section 7) when you want it repeatable.
+# you pass ([10](../10_sequences/10_sequences.ipynb), section 7) when you want it repeatable.
 #
 # ### Exercise 8 · `train_vae` and `sample_vae`
 #
