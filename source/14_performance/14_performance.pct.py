@@ -36,7 +36,6 @@ import copy
 import os
 import shutil
 import statistics
-import tempfile
 import time
 import unittest.mock
 
@@ -789,10 +788,6 @@ for _n, _micro in [(10, 4), (13, 5), (12, 3), (7, 7)]:
                   f"For micro_batch={_micro} a forward pass saw {max(_sizes)} examples at once: the point of "
                   "accumulation is that no forward pass holds more than one micro-batch in memory.")
     _spy.check_loop(steps=1, accumulate=_chunks, name="`accumulated_step`")
-    checks.expect_close(_loss, _ref_loss.item(), f"The loss accumulated_step returned (batch {_n}, micro_batch "
-                        f"{_micro})", rtol=1e-4, atol=1e-6,
-                        why="Return the whole batch's mean loss: the sum of the micro-batch losses, each weighted "
-                            "by its share of the batch.")
     for (_name, _p), _q in zip(_model.named_parameters(), _ref.parameters()):
         checks.expect_close(_p, _q, f"Parameter {_name} after accumulated_step (batch {_n}, micro_batch {_micro})",
                             rtol=1e-4, atol=1e-6,
@@ -800,6 +795,10 @@ for _n, _micro in [(10, 4), (13, 5), (12, 3), (7, 7)]:
                                 "micro-batch's mean loss by len(xb) / len(x) before backward (not by 1 / the number "
                                 "of micro-batches, which is wrong when the last one is smaller), zero the gradients "
                                 "once before the first micro-batch, and step once after the last (see Hint 2).")
+    checks.expect_close(_loss, _ref_loss.item(), f"The loss accumulated_step returned (batch {_n}, micro_batch "
+                        f"{_micro})", rtol=1e-4, atol=1e-6,
+                        why="Return the whole batch's mean loss: the sum of the micro-batch losses, each weighted "
+                            "by its share of the batch.")
 ### END HIDDEN TESTS
 
 # %% [markdown] role="prose" grade_id="md-checkpoint"
@@ -920,6 +919,12 @@ for _input_grad in (True, False):
         checks.expect_close(_out, _ref, "checkpointed_forward's output on blocks with dropout", rtol=1e-5, atol=1e-6,
                             why="The output must equal the plain forward pass through the blocks, in order, "
                                 "with the same random dropout masks.")
+        checks.expect(_out.requires_grad,
+                      "checkpointed_forward's output does not require grad, though the blocks have parameters that "
+                      "do: it is cut off from the graph, so backward cannot reach any parameter. The older checkpoint "
+                      "(use_reentrant=True, still the default when use_reentrant is not given) does this when no "
+                      "input of a block requires grad: use use_reentrant=False. And checkpointing recomputes the "
+                      "graph in backward: it does not run the blocks under torch.no_grad() or detach their outputs.")
         _out.square().sum().backward()
     finally:
         for _h in _hooks:
