@@ -655,8 +655,14 @@ for _max_norm in (None, 0.05):
     _ref_opt.step()
     _scaler = torch.amp.GradScaler(checks.DEVICE.type, init_scale=2.0 ** 12, growth_interval=1)
     _opt = torch.optim.SGD(_model.parameters(), lr=0.05)
-    amp_step(_model, _opt, F.mse_loss, _x, _y, _dtype, scaler=_scaler, max_norm=_max_norm)
     _clip = f" with max_norm={_max_norm}" if _max_norm else ""
+    try:
+        amp_step(_model, _opt, F.mse_loss, _x, _y, _dtype, scaler=_scaler, max_norm=_max_norm)
+    except (AssertionError, RuntimeError) as _err:
+        checks.expect(False, f"amp_step with a GradScaler{_clip} failed inside the scaler: {type(_err).__name__}: "
+                             f"{str(_err)[:200]} The scaler's calls go in one order: scaler.scale(loss).backward(), "
+                             "then (when clipping) scaler.unscale_(optimizer) and the clipping, then "
+                             "scaler.step(optimizer) and scaler.update() (see Hint 2).")
     for (_name, _p), _q in zip(_model.named_parameters(), _ref.parameters()):
         checks.expect(torch.isfinite(_p).all().item(),
                       f"After amp_step with a scaler{_clip}, parameter {_name} holds inf or NaN.")
@@ -929,6 +935,14 @@ for _input_grad in (True, False):
     finally:
         for _h in _hooks:
             _h.remove()
+    for _k, _b in enumerate(_blocks):
+        for _name, _p in _b.named_parameters():
+            checks.expect(_p.grad is not None,
+                          f"After backward, parameter {_name} of block {_k} has no gradient" +
+                          (" (the input did not require grad)" if not _input_grad else "") + ": the block is cut "
+                          "off from the output. The older checkpoint (use_reentrant=True) produces gradients only "
+                          "when an input of the block requires grad; use use_reentrant=False. Nothing in the "
+                          "forward pass may run under torch.no_grad() or detach the activations either.")
     checks.expect(_forward_runs == [1] * len(_blocks),
                   f"During the forward pass the blocks ran {_forward_runs} times; each should run once.")
     checks.expect(_runs == [2] * len(_blocks),
@@ -940,12 +954,6 @@ for _input_grad in (True, False):
                   "the plain forward pass: checkpointing should keep only each block's input.")
     for _k, (_b, _pb) in enumerate(zip(_blocks, _plain_blocks)):
         for (_name, _p), _q in zip(_b.named_parameters(), _pb.parameters()):
-            checks.expect(_p.grad is not None,
-                          f"After backward, parameter {_name} of block {_k} has no gradient" +
-                          (" (the input did not require grad)" if not _input_grad else "") + ". The older "
-                          "checkpoint (use_reentrant=True) produces gradients only when an input of the block "
-                          "requires grad; use use_reentrant=False. Nothing in the forward pass may run under "
-                          "torch.no_grad() or detach the activations either.")
             checks.expect_close(_p.grad, _q.grad, f"The gradient of parameter {_name} of block {_k}", rtol=1e-4,
                                 atol=1e-6,
                                 why="Checkpointing must leave every gradient as it was. With dropout, the "
@@ -1338,17 +1346,30 @@ for _ in range(_steps):
 
 
 def _watched(rank, world_size, init_file, model, x, y, steps, lr):
-    _seen = []
-    model.register_forward_pre_hook(lambda _m, _inp: _seen.append(
-        sorted(round(_v * 100) for _v in _inp[0][:, 0].tolist())))
-    _state = train_replica(rank, world_size, init_file, model, x, y, steps, lr)
-    return {"state": _state, "seen": _seen}
+    _seen, _joined = [], []
+
+    def _record(_m, _inp):
+        _seen.append(sorted(round(_v * 100) for _v in _inp[0][:, 0].tolist()))
+        _joined.append(dist.is_initialized())
+
+    model.register_forward_pre_hook(_record)
+    try:
+        _state = train_replica(rank, world_size, init_file, model, x, y, steps, lr)
+    except Exception as _err:  # reported below, with what the hook saw
+        return {"error": f"{type(_err).__name__}: {_err}"[:300], "seen": _seen, "joined": _joined}
+    return {"state": _state, "seen": _seen, "joined": _joined}
 
 
 try:
     _results = checks.run_in_processes(_watched, 2, _model, _x, _y, _steps, _lr)
 except (RuntimeError, TimeoutError) as _err:
     checks.expect(False, f"Running train_replica in two processes failed: {_err}")
+for _rank, _r in enumerate(_results):
+    checks.expect(all(_r["joined"]),
+                  f"Rank {_rank} ran its forward passes without having joined a process group, so there is no "
+                  "group for the all-reduce to average over. Every rank first calls dist.init_process_group('gloo', "
+                  "init_method='file://' + init_file, rank=rank, world_size=world_size).")
+    checks.expect("error" not in _r, f"train_replica failed on rank {_rank}: {_r.get('error')}")
 _seen = [_r["seen"] for _r in _results]
 for _rank in range(2):
     checks.expect(len(_seen[_rank]) == _steps,
