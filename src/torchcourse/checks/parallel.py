@@ -10,6 +10,7 @@ the CPU (gloo), whatever device the rest of the notebook uses.
 """
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import signal
@@ -43,6 +44,9 @@ def run_in_processes(fn: Callable[..., Any], world_size: int, *args: Any, timeou
             if pid == 0:  # the rank: never returns
                 code = 1
                 try:
+                    # a collection would touch every object the notebook holds, copying each
+                    # memory page the fork shares with the parent; a rank lives for seconds
+                    gc.disable()
                     torch.set_num_threads(1)
                     result = fn(rank, world_size, init_file, *args)
                     _save({"result": result}, os.path.join(folder, f"rank{rank}.pt"))
