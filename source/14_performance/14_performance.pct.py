@@ -52,6 +52,7 @@ from torchcourse import checks
 torch.manual_seed(0)
 print("PyTorch", torch.__version__, "| tests run on", checks.DEVICE)
 
+
 # %% [markdown] role="prose" grade_id="md-timing"
 # ## 1 · Timing: warm up, wait for the device, take the median
 #
@@ -143,6 +144,7 @@ _s = device_sync("cpu")
 checks.expect(callable(_s), f"`device_sync('cpu')` should return a function; it returned {checks.describe(_s)}.")
 _s()
 print(f"a 64x64 matrix product takes about {_t * 1e6:.0f} µs here")
+
 
 # %% role="test" grade_id="test-time-call" points=3
 # Hidden tests time a pretend asynchronous device (its clock moves only when you synchronise,
@@ -875,6 +877,7 @@ checks.expect_close(_out, _plain, "checkpointed_forward's output", rtol=1e-5, at
                         "forward pass through the blocks, in order.")
 print("output", tuple(_out.shape), "as without checkpointing")
 
+
 # %% role="test" grade_id="test-checkpointing" points=3
 # Hidden tests compare outputs and gradients (input and every parameter) with the plain
 # forward pass, on blocks with dropout, with inputs that do and do not require grad; they count
@@ -1048,6 +1051,7 @@ _out = soft_clip(_x, 2.0)
 checks.expect_tensor(_out, "soft_clip(x, 2.0) for x of shape (50,)", shape=(50,), dtype=torch.float32)
 print(f"largest magnitude in: {_x.abs().max().item():.2f}, out: {_out.abs().max().item():.2f}")
 
+
 # %% role="test" grade_id="test-soft-clip" points=3
 # Hidden tests compare soft_clip with soft_clip_broken on fresh inputs above and below the
 # limit, and ask torch._dynamo.explain for its graphs and graph breaks.
@@ -1216,6 +1220,7 @@ else:
         print("Write time_call and device_sync (exercise 1), then run this cell again.")
     finally:
         torch._dynamo.reset()
+
 
 # %% [markdown] role="prose" grade_id="md-parallel"
 # ## 7 · Data parallelism: two processes, one model
