@@ -23,6 +23,7 @@ c.Course.assignments = {
     "10_sequences": 28,
     "11_attention": 36,
     "13_generative": 35,
+    "14_performance": 37,
     "16_debugging": 44,
 }
 

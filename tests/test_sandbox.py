@@ -72,6 +72,53 @@ def test_kept_folders_stay_readable_under_hidden_and_scratch_folders(tmp_path, w
                         KEPT_WRITABLE: "the kept folder is writable inside the sandbox"}.get(code, code)
 
 
+def test_scratch_stays_writable_under_a_hidden_tmp_and_the_loopback_is_private():
+    """A gradebook kept in /tmp makes the grader hide /tmp; the submission's scratch /tmp must
+    stay a writable folder of its own all the same (torch.compile's cache, the rendezvous file of
+    a process group). Its network namespace has a loopback of its own, up, that reaches its own
+    sockets and not the grader's."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    steps = ["sandbox", "scratch written", "own loopback reached", "grader's loopback refused"]
+    pid = os.fork()
+    if pid == 0:
+        code = NO_SANDBOX
+        try:
+            spec = sandbox.SandboxSpec(mode="required", hide=["/tmp"], keep=sandbox.python_prefixes(),
+                                       workdir="/tmp/work")
+            kind = sandbox.isolate(spec)
+            if kind != "none":
+                code = 10
+                sandbox.confine(spec, kind)
+                with open("/tmp/scratch.txt", "w") as f:
+                    f.write("mine")
+                code = 11
+                inside = socket.socket()
+                inside.bind(("127.0.0.1", 0))
+                inside.listen(1)
+                socket.create_connection(inside.getsockname(), timeout=2).close()
+                code = 12
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                except OSError:
+                    code = OK
+        except BaseException:
+            pass
+        os._exit(code)
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        server.close()
+    code = os.waitstatus_to_exitcode(status)
+    if code == NO_SANDBOX:
+        pytest.skip("this machine allows neither namespaces as root nor a user namespace")
+    assert code == OK, f"inside the sandbox, got as far as: {steps[code - 10] if 10 <= code <= 12 else code}"
+
+
 def test_a_child_that_stops_reading_cannot_hold_the_grader():
     """The grader's sends have a deadline: a submission that keeps its end of the channel open
     but never reads (a 20 MB cell fills any socket buffer) costs its own cell, not the batch."""

@@ -135,6 +135,11 @@ class Assignment:
                 # meta-device code makes torch import its symbolic-shape machinery (and
                 # torch._dynamo) on first use, about 2 s: once per batch, not per student
                 names.update({"torch._dynamo", "torch.fx.experimental.symbolic_shapes"})
+            if "torch.compile" in cell.source or "torch._dynamo" in cell.source:
+                # the first compile (even torch._dynamo.explain) imports some 400 modules:
+                # the backends, AOT autograd, Inductor's front end, export; about 3 s
+                names.update({"torch._dynamo", "torch._dynamo.backends.registry", "torch._functorch.aot_autograd",
+                              "torch._inductor.compile_fx", "torch.export"})
             try:
                 tree = ast.parse(cell.source)
             except SyntaxError:

@@ -125,10 +125,31 @@ def isolate(spec: SandboxSpec) -> str:
             raise SandboxError(f"cannot create namespaces ({err}); run the grader as root, enable "
                                "unprivileged user namespaces, or set sandbox = \"best-effort\"") from None
         return "none"
+    if not spec.network:
+        _loopback_up()
     pid = os.fork()
     if pid == 0:
         return kind
     _wait_and_pass_on(pid)  # the outer process holds nothing and only waits
+
+
+def _loopback_up() -> None:
+    """Bring up the loopback device of the submission's own, empty network namespace.
+
+    It reaches nothing but the submission's own processes (the grader's loopback is another
+    namespace's), and lets them talk to each other over 127.0.0.1, as torch.distributed's
+    gloo backend does between the ranks of a job. A new namespace's loopback starts down."""
+    import fcntl
+    import socket
+    import struct
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            req = struct.pack("16sH14s", b"lo", 0, b"")
+            flags = struct.unpack("16sH14s", fcntl.ioctl(s, siocgifflags, req))[1]
+            fcntl.ioctl(s, siocsifflags, struct.pack("16sH14s", b"lo", flags | iff_up, b""))
+    except OSError:
+        pass  # no loopback: the submission simply has no network at all
 
 
 # --- filesystem, identity, limits ---------------------------------------------------------
@@ -229,7 +250,10 @@ def _minimal_root(spec: SandboxSpec) -> None:
     kept = _nested(spec.keep)
     for h in _nested(spec.hide):
         # only what lies inside something bound: a hidden folder that merely holds a kept one
-        # (the course root around its .venv) has nothing else here to hide
+        # (the course root around its .venv) has nothing else here to hide; and never a scratch
+        # folder (a gradebook kept in /tmp hides /tmp): it is already a fresh, private tmpfs
+        if h in SCRATCH_DIRS or h == "/dev/shm":
+            continue
         if os.path.isdir(root + h) and not any(_inside(k, h) for k in kept):
             _mount("tmpfs", root + h, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
     os.makedirs(root + "/.old")

@@ -37,6 +37,7 @@ from .behaviour import (
     same_storage,
 )
 from .training import GraphWatch
+from .parallel import run_in_processes
 from .serialization import missing_device, save_as_if_on
 
 
@@ -72,6 +73,7 @@ __all__ = [
     "make_module",
     "missing_device",
     "module_state",
+    "run_in_processes",
     "same_storage",
     "save_as_if_on",
     "seeded",
