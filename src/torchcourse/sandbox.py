@@ -229,7 +229,11 @@ def _minimal_root(spec: SandboxSpec) -> None:
     kept = _nested(spec.keep)
     for h in _nested(spec.hide):
         # only what lies inside something bound: a hidden folder that merely holds a kept one
-        # (the course root around its .venv) has nothing else here to hide
+        # (the course root around its .venv) has nothing else here to hide. A scratch folder is
+        # a fresh tmpfs with nothing of the host in it; covering it (a gradebook kept in /tmp
+        # hides /tmp) would only leave the submission without a writable /tmp.
+        if h in SCRATCH_DIRS:
+            continue
         if os.path.isdir(root + h) and not any(_inside(k, h) for k in kept):
             _mount("tmpfs", root + h, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
     os.makedirs(root + "/.old")
