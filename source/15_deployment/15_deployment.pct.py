@@ -54,7 +54,6 @@ torch.manual_seed(0)
 print("PyTorch", torch.__version__, "| ONNX", onnx.__version__, "| ONNX Runtime", ort.__version__,
       "| tests run on", checks.DEVICE)
 
-
 # %% [markdown] role="prose" grade_id="md-model"
 # ## The model we will ship
 #
@@ -378,7 +377,6 @@ class Repeat(nn.Module):
 
 print("eager Gate on [-1, -2, 2]:", Gate()(torch.tensor([-1.0, -2.0, 2.0])).tolist())
 print("eager Repeat on zeros(4):", Repeat()(torch.zeros(4)).tolist())
-
 
 # %% role="answer" grade_id="capture-predictions"
 capture_predictions = {
@@ -1247,5 +1245,4 @@ checks.expect_close(float(pruning_predictions["left after twice"]), _left, "Your
 # - Global magnitude pruning zeroes the smallest weights across layers; `prune.remove` makes
 #   it permanent; dense zeros save neither bytes nor time by themselves.
 #
-# Next, in **[16 · Debugging](../16_debugging/16_debugging.ipynb)**, the clinic: broken training
-# scripts to diagnose and fix.
+# Next, in **16 · Debugging**, the clinic: broken training scripts to diagnose and fix.
