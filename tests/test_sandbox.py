@@ -72,6 +72,31 @@ def test_kept_folders_stay_readable_under_hidden_and_scratch_folders(tmp_path, w
                         KEPT_WRITABLE: "the kept folder is writable inside the sandbox"}.get(code, code)
 
 
+def test_scratch_tmp_stays_writable_when_a_hidden_folder_is_tmp_itself():
+    """A gradebook kept in /tmp (docs/authoring.md suggests sqlite:////tmp/gradebook-<id>.db)
+    puts /tmp among the hidden folders; hiding it covered the scratch /tmp with a read-only
+    tmpfs, and torch (its inductor cache under /tmp) failed inside the sandbox."""
+    spec = sandbox.SandboxSpec(mode="required", hide=["/tmp"], keep=[], workdir="/tmp/work")
+    pid = os.fork()
+    if pid == 0:
+        code = NO_SANDBOX
+        try:
+            kind = sandbox.isolate(spec)
+            if kind != "none":
+                code = KEPT_UNREADABLE
+                sandbox.confine(spec, kind)
+                os.makedirs("/tmp/torchinductor_student")
+                code = OK
+        except BaseException:
+            pass
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code == NO_SANDBOX:
+        pytest.skip("this machine allows neither namespaces as root nor a user namespace")
+    assert code == OK, "/tmp is not writable inside the sandbox when /tmp is among the hidden folders"
+
+
 def test_a_child_that_stops_reading_cannot_hold_the_grader():
     """The grader's sends have a deadline: a submission that keeps its end of the channel open
     but never reads (a 20 MB cell fills any socket buffer) costs its own cell, not the batch."""
