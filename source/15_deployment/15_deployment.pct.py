@@ -822,8 +822,9 @@ checks.expect_close(_out, _expected, "run_onnx's result", rtol=1e-4, atol=1e-5,
 #   `torch.save(m.state_dict(), buffer)` writes into an `io.BytesIO()`). Leave `model` as it
 #   was here too.
 #
-# The hidden test quantises a freshly trained `DigitsNet` and asks for a quantised accuracy of
-# at least 90%, no more than 2 points below the float model's, at under a third of the bytes.
+# The hidden test trains a fresh MLP on the digits, quantises it with `quantize_for_cpu`, and asks
+# for a quantised accuracy of at least 90%, no more than 2 points below the float model's, at
+# under a third of the bytes.
 #
 # <details><summary>Hint 1</summary>
 #
