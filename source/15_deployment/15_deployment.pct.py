@@ -979,7 +979,9 @@ checks.expect(isinstance(_report, dict) and set(_report) == {"float_accuracy", "
                                                              "quantized_bytes"},
               "quantization_report should return a dict with exactly the keys 'float_accuracy', "
               "'quantized_accuracy', 'float_bytes' and 'quantized_bytes'.")
-_q = quantize_dynamic(copy.deepcopy(_model).cpu().eval(), {nn.Linear}, dtype=torch.qint8)
+from torch.ao.quantization import quantize_dynamic as _quantize_dynamic  # not the notebook's name: it can be rebound
+
+_q = _quantize_dynamic(copy.deepcopy(_model).cpu().eval(), {nn.Linear}, dtype=torch.qint8)
 _truth = {"float_accuracy": _accuracy(_model, _x, _y), "quantized_accuracy": _accuracy(_q, _x.cpu(), _y.cpu()),
           "float_bytes": _size(_model), "quantized_bytes": _size(_q)}
 for _k in ("float_accuracy", "quantized_accuracy"):
