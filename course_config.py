@@ -24,6 +24,7 @@ c.Course.assignments = {
     "11_attention": 36,
     "13_generative": 35,
     "14_performance": 37,
+    "15_deployment": 35,
     "16_debugging": 44,
 }
 

@@ -165,6 +165,9 @@ MAX_AUDIT_REPORTS = 20
 # Attributes Python itself adds to classes as caches (copyreg stores __slotnames__ the first
 # time an object of the class is pickled, e.g. by torch.save): not tampering.
 _CACHES = frozenset({"__slotnames__"})
+# Reading a class's __annotations__ when it has none makes Python (3.10 to 3.13) store an empty
+# dict on the class: torch.jit.script does it for every layer class of a model it compiles.
+_LAZY_EMPTY = frozenset({"__annotations__"})
 
 
 # --- the grading channel ------------------------------------------------------------------
@@ -339,7 +342,8 @@ class Fingerprint:
             space = vars(self.class_by_name[name])
             if any(type(k) is not str for k in list(space)):
                 found.append(f"{name} got an attribute whose name is not a plain string")
-            added = [k for k in _str_keys(space) if k not in keys and k not in _CACHES]
+            added = [k for k in _str_keys(space) if k not in keys and k not in _CACHES
+                     and not (k in _LAZY_EMPTY and type(space[k]) is dict and not space[k])]
             found.extend(f"{name}.{key} was added" for key in sorted(added)[:5])
         return found
 
