@@ -21,6 +21,7 @@ c.Course.assignments = {
     "08_serialization": 35,
     "09_cnn": 30,
     "10_sequences": 28,
+    "12_transfer": 29,
 }
 
 # The grader profile used when `course grade` is not given --profile (see graders/).
