@@ -22,6 +22,7 @@ c.Course.assignments = {
     "09_cnn": 30,
     "10_sequences": 28,
     "11_attention": 36,
+    "12_transfer": 29,
     "13_generative": 35,
     "14_performance": 37,
     "15_deployment": 35,
