@@ -134,7 +134,8 @@ checks.expect(predictions["b.grad"] is None,
 # program as one graph, with no Python left, so that it can run where Python cannot (a phone, a
 # C++ server); it refuses a branch on data unless you rewrite it with `torch.cond`. So you
 # write and debug define-by-run code, and compile or export it when speed or deployment asks
-# for a graph (14 · Performance and 15 · Deployment do both).
+# for a graph ([14 · Performance](../14_performance/14_performance.ipynb) and
+# [15 · Deployment](../15_deployment/15_deployment.ipynb) do both).
 #
 # ### Exercise 2 · A function whose graph depends on its input
 #

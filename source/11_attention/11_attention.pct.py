@@ -1264,5 +1264,5 @@ print(f"accuracy {_acc:.1%} after {len(_calls)} steps")
 # - A pre-norm transformer block: `x + attn(norm(x))`, then `x + ff(norm(x))`. The residual
 #   stream passes through untouched, and each sublayer writes a correction to it.
 #
-# Next, in **12 · Transfer learning**, we stop training from scratch: a network trained on one
+# Next, in **[12 · Transfer learning](../12_transfer/12_transfer.ipynb)**, we stop training from scratch: a network trained on one
 # task becomes the starting point for another.

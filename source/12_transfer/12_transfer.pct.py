@@ -1059,4 +1059,4 @@ print(f"fine-tuned validation accuracy {_acc:.1%}")
 #   budget, and at more than one budget: here transfer won by 16 points at 20 epochs and
 #   lost its lead at 60.
 #
-# Next, in **13 · Generative models**, networks learn to produce data instead of labels.
+# Next, in **[13 · Generative models](../13_generative/13_generative.ipynb)**, networks learn to produce data instead of labels.

@@ -1319,5 +1319,5 @@ checks.expect(_nelbo < 25.5,
 #   reconstruction is summed over the pixels, in the same units.
 # - New data comes from decoding codes drawn from the prior, without a graph.
 #
-# Next, in **14 · Performance**, the same training loops run faster: mixed precision,
+# Next, in **[14 · Performance](../14_performance/14_performance.ipynb)**, the same training loops run faster: mixed precision,
 # compilation, and timing them honestly.

@@ -1251,4 +1251,4 @@ checks.expect_close(float(pruning_predictions["left after twice"]), _left, "Your
 # - Global magnitude pruning zeroes the smallest weights across layers; `prune.remove` makes
 #   it permanent; dense zeros save neither bytes nor time by themselves.
 #
-# Next, in **16 · Debugging**, the clinic: broken training scripts to diagnose and fix.
+# Next, in **[16 · Debugging](../16_debugging/16_debugging.ipynb)**, the clinic: broken training scripts to diagnose and fix.
