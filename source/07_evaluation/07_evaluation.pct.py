@@ -681,30 +681,48 @@ print("confusion matrix:\n", _cm)
 print("recall per class:", _rec)
 
 # %% role="test" grade_id="test-accuracy" points=2
-# Hidden tests: a batch with as many samples as classes, targets on the grader's device, logits
+# Hidden tests: batches with as many samples as classes, targets on the grader's device, logits
 # that require grad.
 ### BEGIN HIDDEN TESTS
+def _square_batch(n, step, targets):
+    """Logits where sample i scores highest on class (i + step) % n, so for class j the sample
+    scoring highest is (j - step) % n: the argmax over dim 0 is a known, different answer."""
+    logits = torch.randn(n, n) * 0.1
+    logits[torch.arange(n), (torch.arange(n) + step) % n] += 5.0
+    return logits.to(checks.DEVICE).requires_grad_(), torch.tensor(targets, device=checks.DEVICE)
+
+
 with checks.seeded(0):
-    _n = 10
-    _shift = (torch.arange(_n) + 1) % _n
-    _logits = torch.randn(_n, _n) * 0.1
-    _logits[torch.arange(_n), _shift] += 5.0       # sample i scores highest on class i + 1
-    _targets = _shift.clone()
-    _targets[:3] = (_targets[:3] + 5) % _n         # three of them wrong: accuracy 0.7
-    _logits, _targets = _logits.to(checks.DEVICE).requires_grad_(), _targets.to(checks.DEVICE)
-_got = accuracy(_logits, _targets)
-checks.expect(type(_got) is float, f"Your accuracy should return a Python float (use .item()), not {checks.describe(_got)}.")
-_dim0 = (_logits.argmax(dim=0) == _targets).float().mean().item()
-checks.expect(not (abs(_got - _dim0) < 1e-6 and abs(_got - 0.7) > 1e-6),
+    # 7 of 10 right (0.7); over dim 0, samples 0 and 1 would count as right (0.2)
+    _a = _square_batch(10, 1, [9, 0, 7, 4, 5, 6, 7, 8, 9, 0])
+    # 4 of 8 right (0.5); over dim 0, samples 4, 5 and 6 would count as right (0.375)
+    _b = _square_batch(8, 3, [3, 4, 5, 6, 1, 2, 3, 0])
+_got = {}
+for _key, (_logits, _targets) in {"a": _a, "b": _b}.items():
+    _got[_key] = accuracy(_logits, _targets)
+    checks.expect(type(_got[_key]) is float,
+                  f"Your accuracy should return a Python float (use .item()), not {checks.describe(_got[_key])}.")
+
+
+def _gives(mistake):
+    """The student's accuracy returned what this mistake returns, on both batches (where the two differ
+    from the right answers), so the mistake is established, not guessed from one wrong number."""
+    return all(abs(_got[k] - mistake(*batch).item()) < 1e-6 for k, batch in {"a": _a, "b": _b}.items())
+
+
+checks.expect(not _gives(lambda lg, t: (lg.argmax(dim=0) == t).float().mean()),
               "Your accuracy took the argmax over the wrong dimension: for each class, it picked the "
               "sample with the highest score. A sample's prediction is the argmax of its own row, "
               "over the class dimension (shapes cannot warn you when N equals the number of classes).")
-_cross = (_logits.argmax(dim=1, keepdim=True) == _targets).float().mean().item()
-checks.expect(not (abs(_got - _cross) < 1e-6 and abs(_got - 0.7) > 1e-6),
+checks.expect(not _gives(lambda lg, t: (lg.argmax(dim=1, keepdim=True) == t).float().mean()),
               "Your accuracy compared predictions of shape (N, 1) with targets of shape (N,), which "
               "broadcasts to an (N, N) table of every prediction against every target. Compare two "
               "tensors of shape (N,).")
-checks.expect_close(_got, 0.7, "The accuracy of a batch of 10 samples with 10 classes",
+checks.expect_close(_got["a"], 0.7, "The accuracy of a batch of 10 samples with 10 classes",
+                    why="It is the fraction of samples whose row argmax equals the target: count the rows "
+                        "whose largest logit (argmax over the class dimension, dim=1) sits at the target, "
+                        "as a float, and divide by N.")
+checks.expect_close(_got["b"], 0.5, "The accuracy of a batch of 8 samples with 8 classes",
                     why="It is the fraction of samples whose row argmax equals the target.")
 with checks.seeded(1):
     _logits = torch.randn(37, 4, device=checks.DEVICE)
