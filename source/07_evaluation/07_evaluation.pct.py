@@ -579,9 +579,13 @@ for _name, _train in _loaders.items():
                   f"For {_name}, the evaluation loader repeated {_dupes} samples (and so skipped "
                   "others). A sampler that draws with replacement is for training; an evaluation "
                   "loader must yield every sample exactly once, so leave the sampler out.")
-    checks.expect(len(_seen) == len(_ds),
+    checks.expect(len(_seen) == len(_ds) or not _eval.drop_last,
                   f"For {_name}, the evaluation loader yielded {len(_seen)} of the {len(_ds)} samples: "
                   "drop_last=True drops the last, smaller batch. Every sample must count in a metric.")
+    checks.expect(len(_seen) == len(_ds),
+                  f"For {_name}, the evaluation loader yielded {len(_seen)} samples for a dataset of {len(_ds)} "
+                  "(drop_last is off). Every sample must count in a metric, exactly once: let the loader walk "
+                  "the dataset's own indices, 0 to len(dataset) - 1, rather than a sampler or a count of its own.")
     checks.expect(_seen == list(range(len(_ds))),
                   f"For {_name}, the evaluation loader yields the samples out of order. Shuffling is "
                   "for training; in evaluation, predictions must line up with the rows they came from.")
