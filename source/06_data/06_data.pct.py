@@ -1220,9 +1220,15 @@ checks.expect(not torch.equal(_drawn[:1000], _drawn[1000:2000]),
               "per epoch, and a random sampler draws afresh each time, so every epoch sees a new selection: return "
               "a WeightedRandomSampler (it draws from its generator whenever it is iterated), not indices drawn "
               "once in advance.")
-checks.expect(len(set(_drawn.tolist())) > 500,
-              f"Over 3000 draws the sampler used only {len(set(_drawn.tolist()))} different samples out of 1000. "
-              "The weights are per sample: give one weight to every index (len(labels) of them), not one per class.")
+_used = len(set(_drawn.tolist()))
+checks.expect(_used > 500 or int(_drawn.max()) >= 3,   # only indices 0, 1, 2: three weights, one per class
+              f"Over 3000 draws the sampler used only {_used} different samples out of 1000, all among the "
+              "first three indices. The weights are per sample: give one weight to every index (len(labels) of "
+              "them), not one per class.")
+checks.expect(_used > 500,
+              f"Over 3000 draws the sampler used only {_used} different samples out of 1000: a few samples carry "
+              "almost all the weight. Give every sample the weight 1 / (size of its class), so that each class "
+              "gets the same total weight, shared evenly among its samples.")
 _s = _shares(_labels, _drawn, (0, 1, 2))
 if all(abs(_s[_c] - _p) < 0.03 for _c, _p in [(0, 0.8), (1, 0.15), (2, 0.05)]):
     checks.expect(False, f"The sampler drew the classes with shares {_s}: the data's own imbalance. Drawing "
