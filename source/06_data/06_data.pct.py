@@ -1349,6 +1349,7 @@ _img, _label = _val_set[0]
 checks.expect_tensor(_img, "a validation image", shape=(1, 8, 8), dtype=torch.float32)
 print(f"{len(_train_set)} training samples (augmented), {len(_val_set)} validation samples (plain)")
 
+
 # %% role="test" grade_id="test-augmented-splits" points=3
 # Hidden tests give augmented_splits a transform of their own that marks what it touches, and
 # identify every sample of both sets.

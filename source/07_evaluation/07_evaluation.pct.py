@@ -684,6 +684,7 @@ print("accuracy:", _acc)
 print("confusion matrix:\n", _cm)
 print("recall per class:", _rec)
 
+
 # %% role="test" grade_id="test-accuracy" points=2
 # Hidden tests: batches with as many samples as classes, targets on the grader's device, logits
 # that require grad.
