@@ -1620,8 +1620,10 @@ checks.expect(torch.equal(torch.isnan(_x), torch.isnan(_x0)) and torch.equal(tor
 checks.expect_tensor(_got, "The result of fill_missing for a (9, 4) table", shape=(9, 4), dtype=torch.float32,
                      device=checks.DEVICE)
 checks.expect(not bool(torch.isnan(_got).any()),
-              "The result of fill_missing still holds nan: a mean that includes a nan is nan. Average only "
-              "the values present (torch.nanmean, or a sum of the present values divided by their count).")
+              f"The result of fill_missing still holds nan in {int(torch.isnan(_got).sum())} entries (the table has "
+              f"{int(_holes.sum())} holes): some nans were not replaced, or were replaced by a mean that is nan "
+              "itself (a mean that includes a nan is nan). Replace every nan, with the mean of only the values "
+              "present in its column (torch.nanmean, or a sum of the present values divided by their count).")
 _present = ~_holes
 checks.expect(torch.equal(_got[_present], _x0[_present]),
               "Your fill_missing changed values that were present. Replace only the nan entries.")

@@ -1587,7 +1587,16 @@ checks.expect(_grad_modes and not any(_grad_modes),
               "run the model under torch.no_grad().")
 with checks.seeded(1):
     _bare = nn.Linear(3, 2).to(checks.DEVICE)
-_got = activation_shapes(_bare, torch.randn(4, 3, device=checks.DEVICE))
+_through_call = []  # a hook of the test's own fires only when the model runs through __call__
+_bare_spy = _bare.register_forward_hook(lambda m, i, o: _through_call.append(True))
+try:
+    _got = activation_shapes(_bare, torch.randn(4, 3, device=checks.DEVICE))
+finally:
+    _bare_spy.remove()
+checks.expect(_got != [] or not _through_call,
+              "For a bare nn.Linear(3, 2), activation_shapes recorded nothing, though the model did run as "
+              "model(x) (a hook of the test's own fired): no hook of yours was attached to it. Here the model "
+              "itself is the only leaf: model.named_modules() lists it too, under the name '', so do not skip it.")
 checks.expect(_got != [],
               "For a bare nn.Linear(3, 2), activation_shapes recorded nothing: the model itself is the only leaf, and "
               "its hook did not fire. Hooks run inside __call__: run the model as model(x), never "

@@ -1530,10 +1530,17 @@ for _scale, _cap in [(10.0, 1.0), (0.01, 5.0), (3.0, 2.0)]:
                   "twice, remember that model.parameters() is a generator: the second walk finds nothing. "
                   "Make a list first (Hint 1).")
     _new_norm = math.sqrt(sum(float((_u ** 2).sum()) for _u, _ in _pairs))
-    checks.expect(_new_norm <= _cap * (1 + 1e-4),
+    # what clipping each tensor by its own norm would give, to name that mistake only when it is the one
+    _each = [_w * min(1.0, _cap / (float(_w.norm()) + 1e-6)) for _w in _before]
+    _one_by_one = all(torch.allclose(_u, _e, rtol=1e-4, atol=1e-7) for (_u, _), _e in zip(_pairs, _each))
+    checks.expect(not (_one_by_one and _new_norm > _cap * (1 + 1e-4)),
                   f"After clipping, the gradients' global norm is {_new_norm:.3g}, still above max_norm={_cap}. "
                   "Clip by the global norm of all gradients together: clipping each tensor on its own leaves "
                   "the total too large and changes the direction of the update (Hint 2).")
+    checks.expect(_new_norm <= _cap * (1 + 1e-4),
+                  f"After clipping, the gradients' global norm is {_new_norm:.3g}, still above max_norm={_cap} "
+                  f"(it was {_want:.3g}). Scale every gradient, in place, by the one factor max_norm / (norm + 1e-6), "
+                  "which is below 1 here: check that factor (is it upside down?) and that every tensor gets it.")
     for _i, (_u, _v) in enumerate(_pairs):
         checks.expect_close(_u, _v, f"Gradient {_i} after clip_gradients", rtol=1e-4, atol=1e-7,
                             why="Scale every gradient by the same factor, max_norm / (norm + 1e-6), in place, so "

@@ -579,9 +579,13 @@ for _name, _train in _loaders.items():
                   f"For {_name}, the evaluation loader repeated {_dupes} samples (and so skipped "
                   "others). A sampler that draws with replacement is for training; an evaluation "
                   "loader must yield every sample exactly once, so leave the sampler out.")
-    checks.expect(len(_seen) == len(_ds),
+    checks.expect(len(_seen) == len(_ds) or not _eval.drop_last,
                   f"For {_name}, the evaluation loader yielded {len(_seen)} of the {len(_ds)} samples: "
                   "drop_last=True drops the last, smaller batch. Every sample must count in a metric.")
+    checks.expect(len(_seen) == len(_ds),
+                  f"For {_name}, the evaluation loader yielded {len(_seen)} samples for a dataset of {len(_ds)} "
+                  "(drop_last is off). Every sample must count in a metric, exactly once: let the loader walk "
+                  "the dataset's own indices, 0 to len(dataset) - 1, rather than a sampler or a count of its own.")
     checks.expect(_seen == list(range(len(_ds))),
                   f"For {_name}, the evaluation loader yields the samples out of order. Shuffling is "
                   "for training; in evaluation, predictions must line up with the rows they came from.")
@@ -680,31 +684,50 @@ print("accuracy:", _acc)
 print("confusion matrix:\n", _cm)
 print("recall per class:", _rec)
 
+
 # %% role="test" grade_id="test-accuracy" points=2
-# Hidden tests: a batch with as many samples as classes, targets on the grader's device, logits
+# Hidden tests: batches with as many samples as classes, targets on the grader's device, logits
 # that require grad.
 ### BEGIN HIDDEN TESTS
+def _square_batch(n, step, targets):
+    """Logits where sample i scores highest on class (i + step) % n, so for class j the sample
+    scoring highest is (j - step) % n: the argmax over dim 0 is a known, different answer."""
+    logits = torch.randn(n, n) * 0.1
+    logits[torch.arange(n), (torch.arange(n) + step) % n] += 5.0
+    return logits.to(checks.DEVICE).requires_grad_(), torch.tensor(targets, device=checks.DEVICE)
+
+
 with checks.seeded(0):
-    _n = 10
-    _shift = (torch.arange(_n) + 1) % _n
-    _logits = torch.randn(_n, _n) * 0.1
-    _logits[torch.arange(_n), _shift] += 5.0       # sample i scores highest on class i + 1
-    _targets = _shift.clone()
-    _targets[:3] = (_targets[:3] + 5) % _n         # three of them wrong: accuracy 0.7
-    _logits, _targets = _logits.to(checks.DEVICE).requires_grad_(), _targets.to(checks.DEVICE)
-_got = accuracy(_logits, _targets)
-checks.expect(type(_got) is float, f"Your accuracy should return a Python float (use .item()), not {checks.describe(_got)}.")
-_dim0 = (_logits.argmax(dim=0) == _targets).float().mean().item()
-checks.expect(not (abs(_got - _dim0) < 1e-6 and abs(_got - 0.7) > 1e-6),
+    # 7 of 10 right (0.7); over dim 0, samples 0 and 1 would count as right (0.2)
+    _a = _square_batch(10, 1, [9, 0, 7, 4, 5, 6, 7, 8, 9, 0])
+    # 4 of 8 right (0.5); over dim 0, samples 4, 5 and 6 would count as right (0.375)
+    _b = _square_batch(8, 3, [3, 4, 5, 6, 1, 2, 3, 0])
+_got = {}
+for _key, (_logits, _targets) in {"a": _a, "b": _b}.items():
+    _got[_key] = accuracy(_logits, _targets)
+    checks.expect(type(_got[_key]) is float,
+                  f"Your accuracy should return a Python float (use .item()), not {checks.describe(_got[_key])}.")
+
+
+def _gives(mistake):
+    """The student's accuracy returned what this mistake returns, on both batches (where the two differ
+    from the right answers), so the mistake is established, not guessed from one wrong number."""
+    return all(abs(_got[k] - mistake(*batch).item()) < 1e-6 for k, batch in {"a": _a, "b": _b}.items())
+
+
+checks.expect(not _gives(lambda lg, t: (lg.argmax(dim=0) == t).float().mean()),
               "Your accuracy took the argmax over the wrong dimension: for each class, it picked the "
               "sample with the highest score. A sample's prediction is the argmax of its own row, "
               "over the class dimension (shapes cannot warn you when N equals the number of classes).")
-_cross = (_logits.argmax(dim=1, keepdim=True) == _targets).float().mean().item()
-checks.expect(not (abs(_got - _cross) < 1e-6 and abs(_got - 0.7) > 1e-6),
+checks.expect(not _gives(lambda lg, t: (lg.argmax(dim=1, keepdim=True) == t).float().mean()),
               "Your accuracy compared predictions of shape (N, 1) with targets of shape (N,), which "
               "broadcasts to an (N, N) table of every prediction against every target. Compare two "
               "tensors of shape (N,).")
-checks.expect_close(_got, 0.7, "The accuracy of a batch of 10 samples with 10 classes",
+checks.expect_close(_got["a"], 0.7, "The accuracy of a batch of 10 samples with 10 classes",
+                    why="It is the fraction of samples whose row argmax equals the target: count the rows "
+                        "whose largest logit (argmax over the class dimension, dim=1) sits at the target, "
+                        "as a float, and divide by N.")
+checks.expect_close(_got["b"], 0.5, "The accuracy of a batch of 8 samples with 8 classes",
                     why="It is the fraction of samples whose row argmax equals the target.")
 with checks.seeded(1):
     _logits = torch.randn(37, 4, device=checks.DEVICE)
@@ -941,11 +964,21 @@ _loss = nn.CrossEntropyLoss()
 with checks.seeded(2):
     _m = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 3)).to(checks.DEVICE)
     _m.train()
-    _r1, _r2 = evaluate(_m, _loader, _loss), evaluate(_m, _loader, _loss)
-checks.expect(_r1["loss"] == _r2["loss"] and _r1["accuracy"] == _r2["accuracy"],
+    _dropping = []   # whether dropout was in training mode at each forward pass
+    _hook = _m[2].register_forward_pre_hook(lambda module, args: _dropping.append(module.training))
+    try:
+        _r1, _r2 = evaluate(_m, _loader, _loss), evaluate(_m, _loader, _loss)
+    finally:
+        _hook.remove()
+checks.expect(_r1["loss"] == _r2["loss"] and _r1["accuracy"] == _r2["accuracy"] or not any(_dropping),
               "Evaluating the same model twice on the same data gave different results: dropout was "
               "active, so each evaluation zeroed different random units. Put the model in eval mode "
               "(model.eval()) for the evaluation.")
+checks.expect(_r1["loss"] == _r2["loss"] and _r1["accuracy"] == _r2["accuracy"],
+              f"Evaluating the same model twice on the same data gave different results ({_r1} then {_r2}), "
+              "with dropout switched off: something evaluate keeps or changes from one call to the next "
+              "(a total kept outside the function, a mutable default argument, the parameters) leaks "
+              "into the result. Start every count from zero inside evaluate and change nothing.")
 
 with checks.seeded(3):
     _m = _make()
@@ -1352,7 +1385,15 @@ _picked = lambda ids: _logits.gather(1, ids.reshape(-1, 1)).squeeze(1)
 _before = checks.module_state(_m)
 _learns = {_n: _p.requires_grad for _n, _p in _m.named_parameters()}
 _tracked = []
-_hook = _m.register_forward_hook(lambda module, args, out: _tracked.append(out.requires_grad))
+_in_training = []   # whether any submodule was in training mode at each forward pass
+
+
+def _record(module, args, out):  # returns None: a forward hook that returns a value replaces the output
+    _tracked.append(out.requires_grad)
+    _in_training.append(any(sub.training for sub in module.modules()))
+
+
+_hook = _m.register_forward_hook(_record)
 try:
     with checks.seeded(8), torch.enable_grad():      # recording on, as in the middle of training
         _ids1 = predict(_m, _x, batch_size=16)
@@ -1364,10 +1405,15 @@ _changed = checks.changed_state(_before, checks.module_state(_m))
 _frozen = [_n for _n, _p in _m.named_parameters() if _p.requires_grad != _learns[_n]]
 checks.expect_tensor(_ids1, "The result of predict(model, x)", shape=(40,), dtype=torch.int64, device="cpu",
                      why="predict returns one class id per row, as int64, on the CPU.")
-checks.expect(torch.equal(_ids1, _ids2) and bool((_picked(_ids1) >= _logits.max(dim=1).values - 1e-4).all()),
+_right = torch.equal(_ids1, _ids2) and bool((_picked(_ids1) >= _logits.max(dim=1).values - 1e-4).all())
+checks.expect(_right or not any(_in_training),
               "The class ids from predict change from one call to the next, or differ from the model's "
               "eval-mode predictions: the model ran in training mode, so dropout zeroed random units "
               "and batch norm normalised with each chunk's own statistics. Predict in eval mode.")
+checks.expect(_right,
+              "The class ids from predict change from one call to the next, or differ from the model's "
+              "predictions, although the model ran in eval mode: each id must be the position of the "
+              "largest logit of its own row (argmax over the classes), the chunks joined in order.")
 checks.expect(not any(c.startswith("buffers") for c in _changed),
               "Your predict changed batch norm's running statistics: in training mode every forward pass "
               "updates them. Predict in eval mode.")

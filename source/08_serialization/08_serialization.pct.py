@@ -498,11 +498,16 @@ with tempfile.TemporaryDirectory() as _tmp, checks.seeded(0):
                              "object (see Hint 1).")
     checks.expect(isinstance(_saved, dict) and all(type(_k) is str for _k in _saved),
                   "The file save_model wrote should hold a dict from names to tensors (a state_dict).")
-    checks.expect(bool(set(_saved) & set(_state)),
+    _wrapped = any(isinstance(_v, dict) and set(_v) & set(_state) for _v in _saved.values())
+    checks.expect(bool(set(_saved) & set(_state)) or not _wrapped,
                   f"The file save_model wrote holds a dict with the keys {sorted(_saved)[:4]}, none of them a "
                   "name of the model's parameters or buffers. Save model.state_dict() itself, not wrapped in "
                   "another dictionary: that is the form restore_model, and any code that loads weights "
                   "files, expects.")
+    checks.expect(bool(set(_saved) & set(_state)),
+                  f"The file save_model wrote holds the keys {sorted(_saved)[:4]}, none of them a name of the "
+                  f"model's parameters or buffers (such as {sorted(_state)[0]!r}). Save model.state_dict() as it "
+                  "is, with its own keys: code that loads weights files matches them by name.")
     _lost = sorted(set(_state) - set(_saved))
     checks.expect(not [_k for _k in _lost if "running" in _k or "num_batches" in _k],
                   "The saved file has no batch-normalisation running statistics: the buffers are "
