@@ -406,8 +406,7 @@ def _install_audit_hook(channel: Channel, suspicious: dict[str, str]) -> list[st
     proxy_functions, proxy_modules = _PROXY_FUNCTIONS, _PROXY_MODULES
     mem_file, realpath, isabs = _MEM_FILE, os.path.realpath, os.path.isabs
     frame_type = types.FrameType
-    dynamo_dir = tuple(os.path.join(d, "_dynamo", "") for d in
-                       (_TORCH_DIR, os.path.join(os.path.dirname(os.path.abspath(torch.__file__)), "")))
+    torch_dir = (_TORCH_DIR, os.path.join(os.path.dirname(os.path.abspath(torch.__file__)), ""))
     state = {"active": False, "reported": 0}
 
     def library_file(name: str) -> bool:
@@ -489,13 +488,13 @@ def _install_audit_hook(channel: Channel, suspicious: dict[str, str]) -> list[st
             if frame is None:
                 return
             if frame.f_code.co_filename == "<string>" and event == "object.__getattr__":
-                # an expression torch.compile's own code evaluated (its guards read
-                # `G['helper'].__code__` through eval): judged as the torch._dynamo function
-                # that ran it, whose caller must in turn be trusted (below). Only _dynamo's:
-                # elsewhere torch evaluates strings a submission can write (annotations).
+                # an expression torch's own code evaluated (torch.compile's guards read
+                # `G['helper'].__code__` through eval, from more than torch._dynamo's files):
+                # judged as the torch function that ran it, whose caller must in turn be
+                # trusted (below)
                 above = frame.f_back
                 if above is not None and type(above.f_code.co_filename) is str \
-                        and above.f_code.co_filename.startswith(dynamo_dir) and trusted(above.f_code):
+                        and above.f_code.co_filename.startswith(torch_dir) and trusted(above.f_code):
                     frame = above
             if event == "compile" and trusted(frame.f_code):
                 # a library compiling a real file: fine if it is that file's own source
