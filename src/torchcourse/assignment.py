@@ -57,8 +57,6 @@ class Assignment:
         self.tests = [grade_id(c) for c in self.source.cells if role(c) == "test"]
         self.answers = [grade_id(c) for c in self.source.cells if role(c) == "answer"]
         self.max_points = {gid: points(self.by_id[gid]) for gid in self.tests}
-        # The exercise each test belongs to: the last "Exercise" heading above it (its hints
-        # sit under that heading), else the last section heading.
         self.exercise: dict[str, str] = exercise_headings(self.source.cells)
         self.total = sum(self.max_points.values())
         self.imports = self._imports()
@@ -101,10 +99,6 @@ class Assignment:
                 owner.setdefault(name, gid)
         direct = {gid: {owner[n] for n in uses.get(gid, ()) if n in owner and owner[n] != gid}
                   for gid in self.answers}
-        tests_of: dict[str, list[str]] = {}
-        for test in self.tests:
-            for gid in self.answers_for.get(test, []):
-                tests_of.setdefault(gid, []).append(test)
         out: dict[str, list[tuple[str, str]]] = {}
         for test in self.tests:
             own = set(self.answers_for.get(test, []))

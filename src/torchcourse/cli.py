@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .config import CourseError, load_course
-from .grading import MARKS
+from .notebook_check import MARKS
 
 DESCRIPTION = """\
 Build, grade and check the PyTorch course. Run it from the course root (the folder with

@@ -25,7 +25,6 @@ from nbformat import NotebookNode
 
 from .assignment import Assignment, InvalidSubmission, restore
 from .config import Course, CourseError, Profile
-from .notebook_check import MARKS  # noqa: F401  (how a test's outcome is marked in every list)
 from .notebooks import NotebookError, grade_id, parse_notebook, role, write_notebook
 from .runner import Cell, RunResult, run_cells
 

@@ -31,8 +31,8 @@ from otter.test_files import GradingResults
 from otter.test_files.abstract_test import TestFile
 
 from .config import Profile
-from .grading import MARKS, Graded, Record
-from .notebook_check import verdict  # the grader's wording, in the student's kernel
+from .grading import Graded, Record
+from .notebook_check import MARKS, verdict  # verdict: the grader's wording, in the student's kernel
 
 # otter's own cells in its student notebook: the init cell and the grader.check cells
 OTTER_CELL = re.compile(r"\A(# Initialize Otter[ \t]*\n)?import otter[ \t]*\ngrader = otter\.Notebook\([^\n]*\)\s*\Z"
