@@ -1166,7 +1166,7 @@ _opt = AdamW([_w_mine], lr=0.1, weight_decay=0.1)
 checks.expect(isinstance(_opt, torch.optim.Optimizer), "AdamW should be a torch.optim.Optimizer.")
 _opt.step()
 torch.optim.AdamW([_w_ref], lr=0.1, weight_decay=0.1).step()
-checks.expect_close(_w_mine.detach(), _w_ref.detach(), "the weights after one step of your AdamW",
+checks.expect_close(_w_mine.detach(), _w_ref.detach(), "the weight vector after one step of your AdamW",
                     rtol=1e-5, atol=1e-6,
                     why="On a first step the bias corrections make the Adam step lr·g/(|g| + ε), after the "
                         "decay p ← p − lr·λ·p.")

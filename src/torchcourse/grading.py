@@ -199,7 +199,7 @@ def _name_cascades(assignment: Assignment, scores: dict[str, CellScore]) -> None
         for up, names in assignment.upstream.get(gid, []):
             if up in scores and scores[up].status in broken:
                 where = assignment.exercise.get(up, up)
-                state = "is not attempted yet" if scores[up].status == "not_attempted" else f"failed its test {up}"
+                state = "is not attempted yet" if scores[up].status == "not_attempted" else f"failed {up}"
                 score.message = (f"Look at {where} first: this exercise builds on your {names} from there, "
                                  f"which {state}, and this failure may follow from it. What this test "
                                  f"found: {score.message}")
